@@ -1,0 +1,16 @@
+"""tracejit: trace Python functions into a typed SSA IR (a jaxpr), transform it, and run it.
+
+    import compiler as tj
+    import compiler.numpy as cnp
+"""
+from . import ir, lax, primitives  # noqa: F401
+from . import numpy  # noqa: F401  (attaches operators and numpy dispatch to tracers)
+from .api import Jitted, Lowered, jit, make_jaxpr
+from .ir.errors import ConcretizationError, ShapeError
+from .lax import stop_gradient
+from .tracing import Tracer, UnexpectedTracerError
+from .tree_util import tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten
+
+__all__ = ["jit", "make_jaxpr", "stop_gradient", "lax", "ir", "numpy", "Jitted", "Lowered",
+           "ConcretizationError", "ShapeError", "Tracer", "UnexpectedTracerError",
+           "tree_flatten", "tree_unflatten", "tree_map", "tree_leaves", "tree_structure"]

@@ -1,0 +1,76 @@
+"""Contractions: dot_general (matmul with batch dimensions) and conv_general_dilated (NCHW / OIHW)."""
+from __future__ import annotations
+
+from ..ir.core import ShapedArray, dtype as to_dtype
+from ..ir.errors import ShapeError
+from .structural import _axes, _ints, declare
+
+
+def _dot_general(a: ShapedArray, b: ShapedArray, *, dimension_numbers,
+                 preferred_element_type=None) -> ShapedArray:
+    """Output axes: batch dims, then a's free dims, then b's free dims (as lax.dot_general)."""
+    try:
+        (ca, cb), (ba, bb) = dimension_numbers
+    except (TypeError, ValueError):
+        raise ShapeError(f"dot_general: dimension_numbers must be ((lhs_contract, rhs_contract), "
+                         f"(lhs_batch, rhs_batch)), got {dimension_numbers!r}") from None
+    ca, ba = _axes("dot_general", ca, a.ndim), _axes("dot_general", ba, a.ndim)
+    cb, bb = _axes("dot_general", cb, b.ndim), _axes("dot_general", bb, b.ndim)
+    if len(ca) != len(cb) or len(ba) != len(bb) or set(ca) & set(ba) or set(cb) & set(bb):
+        raise ShapeError(f"dot_general: inconsistent dimension_numbers {dimension_numbers}")
+    for i, j in zip(ca, cb):
+        if a.shape[i] != b.shape[j]:
+            raise ShapeError(f"dot_general: contracting dimension {i} of lhs {a.shape} (size {a.shape[i]}) "
+                             f"does not match dimension {j} of rhs {b.shape} (size {b.shape[j]})")
+    for i, j in zip(ba, bb):
+        if a.shape[i] != b.shape[j]:
+            raise ShapeError(f"dot_general: batch dimension {i} of lhs {a.shape} does not match "
+                             f"dimension {j} of rhs {b.shape}")
+    if a.dtype != b.dtype:
+        raise ShapeError(f"dot_general expects operands of one dtype, got {a.dtype.name} and {b.dtype.name}")
+    if a.dtype.kind == "b":
+        raise ShapeError("dot_general of booleans: convert to a numeric type first")
+    out_dtype = a.dtype if preferred_element_type is None else to_dtype(preferred_element_type)
+    free_a = [s for i, s in enumerate(a.shape) if i not in ca and i not in ba]
+    free_b = [s for i, s in enumerate(b.shape) if i not in cb and i not in bb]
+    return ShapedArray(tuple([a.shape[i] for i in ba] + free_a + free_b), out_dtype)
+
+
+dot_general = declare("dot_general", _dot_general)
+
+
+def _conv(x: ShapedArray, w: ShapedArray, *, window_strides, padding, lhs_dilation, rhs_dilation,
+          feature_group_count) -> ShapedArray:
+    """Cross-correlation like torch: x is (N, C, *spatial), w is (O, C/groups, *kernel)."""
+    if x.ndim < 3 or w.ndim != x.ndim:
+        raise ShapeError(f"conv_general_dilated expects x (N, C, spatial...) and w (O, I, kernel...) of "
+                         f"equal rank >= 3, got {x.shape} and {w.shape}")
+    if x.dtype != w.dtype:
+        raise ShapeError(f"conv_general_dilated expects one dtype, got {x.dtype.name} and {w.dtype.name}")
+    nsp = x.ndim - 2
+    strides = _ints("conv_general_dilated", "window_strides", window_strides, nsp)
+    ldil = _ints("conv_general_dilated", "lhs_dilation", lhs_dilation, nsp)
+    rdil = _ints("conv_general_dilated", "rhs_dilation", rhs_dilation, nsp)
+    g = feature_group_count
+    if not isinstance(g, int) or g < 1 or x.shape[1] % g or w.shape[0] % g or x.shape[1] // g != w.shape[1]:
+        raise ShapeError(f"conv_general_dilated: input channels {x.shape[1]} with {g} groups need weight "
+                         f"shape (O, {x.shape[1] // g if isinstance(g, int) and g else '?'}, ...) with O "
+                         f"divisible by groups, got {w.shape}")
+    if not isinstance(padding, tuple) or len(padding) != nsp:
+        raise ShapeError(f"conv_general_dilated: padding needs one (low, high) pair per spatial dimension")
+    out = [x.shape[0], w.shape[0]]
+    for d in range(nsp):
+        lo, hi = _ints("conv_general_dilated", "each padding pair", padding[d], 2)
+        if strides[d] < 1 or ldil[d] < 1 or rdil[d] < 1:
+            raise ShapeError("conv_general_dilated: strides and dilations must be >= 1")
+        n = (x.shape[2 + d] - 1) * ldil[d] + 1 if x.shape[2 + d] else 0
+        k = (w.shape[2 + d] - 1) * rdil[d] + 1
+        span = n + lo + hi - k
+        if span < 0:
+            raise ShapeError(f"conv_general_dilated: kernel {w.shape[2:]} larger than padded input "
+                             f"{x.shape[2:]} in spatial dimension {d}")
+        out.append(span // strides[d] + 1)
+    return ShapedArray(tuple(out), x.dtype)
+
+
+conv_general_dilated = declare("conv_general_dilated", _conv)

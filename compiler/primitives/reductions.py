@@ -1,0 +1,75 @@
+"""Reductions over axes, argmax, cumulative sums, and windowed reductions (pooling)."""
+from __future__ import annotations
+
+from ..ir.core import ShapedArray, bool_, dtype as to_dtype
+from ..ir.errors import ShapeError
+from .structural import _axes, _ints, declare
+
+
+def _reduce(name: str, kinds: str):
+    def rule(x: ShapedArray, *, axes) -> ShapedArray:
+        axes_ = _axes(name, axes, x.ndim)
+        if x.dtype.kind not in kinds:
+            raise ShapeError(f"{name} cannot reduce {x.dtype.name} values")
+        if name in ("reduce_max", "reduce_min") and any(x.shape[a] == 0 for a in axes_):
+            raise ShapeError(f"{name}: zero-size axis in {x.shape} has no identity")
+        return ShapedArray(tuple(s for i, s in enumerate(x.shape) if i not in axes_), x.dtype, x.weak_type)
+    return declare(name, rule)
+
+
+reduce_sum = _reduce("reduce_sum", "fiu")
+reduce_prod = _reduce("reduce_prod", "fiu")
+reduce_max = _reduce("reduce_max", "fiub")
+reduce_min = _reduce("reduce_min", "fiub")
+
+
+def _argmax(x: ShapedArray, *, axes, index_dtype) -> ShapedArray:
+    axes_ = _axes("argmax", axes, x.ndim)
+    if len(axes_) != 1:
+        raise ShapeError(f"argmax reduces exactly one axis, got {axes_}")
+    if x.shape[axes_[0]] == 0:
+        raise ShapeError(f"argmax of an empty axis {axes_[0]} of {x.shape}")
+    idx = to_dtype(index_dtype)
+    if not idx.is_int:
+        raise ShapeError(f"argmax: index_dtype must be an integer type, got {idx.name}")
+    return ShapedArray(tuple(s for i, s in enumerate(x.shape) if i != axes_[0]), idx)
+
+
+argmax = declare("argmax", _argmax)
+
+
+def _cumsum(x: ShapedArray, *, axis, reverse=False) -> ShapedArray:
+    _axes("cumsum", (axis,), x.ndim)
+    if x.dtype == bool_:
+        raise ShapeError("cumsum of booleans: convert to an integer type first")
+    return x
+
+
+cumsum = declare("cumsum", _cumsum)
+
+
+def _window_shape(name: str, x: ShapedArray, window_dimensions, window_strides, padding) -> tuple[int, ...]:
+    dims = _ints(name, "window_dimensions", window_dimensions, x.ndim)
+    strides = _ints(name, "window_strides", window_strides, x.ndim)
+    if not isinstance(padding, tuple) or len(padding) != x.ndim:
+        raise ShapeError(f"{name}: padding needs one (low, high) pair per dimension of {x.shape}")
+    out = []
+    for d, (n, k, s, pads) in enumerate(zip(x.shape, dims, strides, padding)):
+        lo, hi = _ints(name, "each padding pair", pads, 2)
+        if k < 1 or s < 1 or lo < 0 or hi < 0 or n + lo + hi < k:
+            raise ShapeError(f"{name}: dimension {d} of size {n} cannot take window {k}, stride {s}, "
+                             f"padding {pads}")
+        out.append((n + lo + hi - k) // s + 1)
+    return tuple(out)
+
+
+def _reduce_window(name: str):
+    def rule(x: ShapedArray, *, window_dimensions, window_strides, padding) -> ShapedArray:
+        if x.dtype.kind not in "fiu":
+            raise ShapeError(f"{name} expects numeric operands, got {x.dtype.name}")
+        return ShapedArray(_window_shape(name, x, window_dimensions, window_strides, padding), x.dtype)
+    return declare(name, rule)
+
+
+reduce_window_max = _reduce_window("reduce_window_max")   # padding counts as -inf
+reduce_window_sum = _reduce_window("reduce_window_sum")   # padding counts as 0
