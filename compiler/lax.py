@@ -37,12 +37,6 @@ def _trace_body(fun: Callable, in_tree, in_avals: Sequence[ShapedArray], what: s
     return Jaxpr([], j.constvars + j.invars, j.eqns, j.outvars), closed.consts, box[0]
 
 
-def _with_unused_inputs(jaxpr: Jaxpr, before: Sequence[ShapedArray], after: Sequence[ShapedArray]) -> Jaxpr:
-    """The same program taking extra (ignored) inputs before and after its own."""
-    return Jaxpr([], [Var(a) for a in before] + jaxpr.invars + [Var(a) for a in after],
-                 jaxpr.eqns, jaxpr.outvars)
-
-
 def _leaves_and_avals(tree):
     leaves, td = tree_flatten(tree)
     leaves = [cnp._operand(x) for x in leaves]
@@ -65,16 +59,20 @@ def switch(index, branches: Sequence[Callable], *operands):
             raise ShapeError(f"cond/switch branches must return the same structure and types: branch 0 "
                              f"returns {_describe_types(out_tree, traced[0][0].out_avals)}, branch {i} "
                              f"returns {_describe_types(tree, j.out_avals)}")
-    const_avals = [[aval_of(c) for c in consts] for _, consts, _ in traced]
+    # every branch takes all branches' captured constants (each once), then the operands
+    all_consts, position = [], {}
+    for _, consts, _ in traced:
+        for c in consts:
+            if id(c) not in position:
+                position[id(c)] = len(all_consts)
+                all_consts.append(c)
+    const_avals = [aval_of(c) for c in all_consts]
     jaxprs = []
-    for i, (j, consts, _) in enumerate(traced):
-        before = [a for k in range(i) for a in const_avals[k]]
-        after = [a for k in range(i + 1, len(traced)) for a in const_avals[k]]
-        # inputs: all branches' consts in order, then the operands
-        ops_part = j.invars[len(consts):]
-        jaxprs.append(Jaxpr([], [Var(a) for a in before] + j.invars[:len(consts)] +
-                            [Var(a) for a in after] + ops_part, j.eqns, j.outvars))
-    all_consts = [c for _, consts, _ in traced for c in consts]
+    for j, consts, _ in traced:
+        const_in = [Var(a) for a in const_avals]
+        for k, c in enumerate(consts):
+            const_in[position[id(c)]] = j.invars[k]
+        jaxprs.append(Jaxpr([], const_in + j.invars[len(consts):], j.eqns, j.outvars))
     index = cnp._operand(index)
     if aval_of(index).shape != ():
         raise ShapeError(f"cond/switch index must be a scalar, got {aval_of(index)}")
@@ -155,17 +153,12 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     if n is None:
         raise ValueError("scan: give xs or length")
     x_avals = [ShapedArray(aval_of(x).shape[1:], aval_of(x).dtype) for x in x_leaves]
-    in_tree = tree_flatten((init, xs))[1]
-
-    def body(carry, x):
-        return f(carry, x)
-
     box = []
 
     def flat_body(*leaves):
         c = tree_unflatten(carry_tree, list(leaves[:len(carry_avals)]))
         x = tree_unflatten(x_tree, list(leaves[len(carry_avals):]))
-        out = body(c, x)
+        out = f(c, x)
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError("scan's f must return a pair (new_carry, y)")
         c_leaves, c_tree = tree_flatten(out[0])
@@ -173,7 +166,6 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
         box.append((c_tree, y_tree, len(c_leaves)))
         return c_leaves + [cnp._operand(y) for y in y_leaves]
 
-    del in_tree
     closed = trace_flat(flat_body, carry_avals + x_avals)
     j = closed.jaxpr
     c_tree, y_tree, nc = box[0]

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .ir.core import DEFAULT_FLOAT, DEFAULT_INT, DType, ShapedArray, bool_, dtype as to_dtype, i32, u32
+from .ir.core import (DEFAULT_FLOAT, DEFAULT_INT, DType, ShapedArray, bool_, dtype as to_dtype, i32,
+                      promote, u32)
 from .ir.errors import ShapeError
 from .primitives import control as _c, elementwise as _e, linalg as _l, reductions as _r, structural as _s
 from .tracing import Tracer, aval_of
@@ -67,23 +68,26 @@ def _operand(x):
     return x if _is_python_scalar(x) else asarray(x)
 
 
-def result_type(*xs) -> DType:
+def _result_aval(*xs) -> ShapedArray:
     avals = [aval_of(_operand(x)) for x in xs]
     out = avals[0]
     for a in avals[1:]:
-        d, weak = _promote_pair(out, a)
-        out = ShapedArray((), d, weak)
-    return out.dtype
+        out = ShapedArray((), *promote(out, a))
+    return out
 
 
-def _promote_pair(a: ShapedArray, b: ShapedArray):
-    from .ir.core import promote
-    return promote(a, b)
+def result_type(*xs) -> DType:
+    return _result_aval(*xs).dtype
 
 
-def _cast(x, d: DType):
-    """x as dtype d: Python scalars become typed numpy scalars (written as literals)."""
+_PYTHON_TYPE_OF_DEFAULT = {DEFAULT_FLOAT: float, DEFAULT_INT: int, bool_: bool}
+
+
+def _cast(x, d: DType, weak: bool = False):
+    """x as dtype d. Python scalars become literals: weakly typed ones when the result is weak."""
     if _is_python_scalar(x):
+        if weak and d in _PYTHON_TYPE_OF_DEFAULT:
+            return _PYTHON_TYPE_OF_DEFAULT[d](x)
         return np.asarray(x, d.np)[()]
     if aval_of(x).dtype == d:
         return x
@@ -101,10 +105,11 @@ def astype(x, dtype):
 
 def _promote(*xs, to_float: bool = False, to_bool: bool = False):
     xs = [_operand(x) for x in xs]
-    d = bool_ if to_bool else result_type(*xs)
+    out = _result_aval(*xs)
+    d, weak = (bool_, False) if to_bool else (out.dtype, out.weak_type)
     if to_float and not d.is_float:
         d = DEFAULT_FLOAT
-    return [_cast(x, d) for x in xs]
+    return [_cast(x, d, weak) for x in xs]
 
 
 def _shape(x) -> tuple[int, ...]:
@@ -607,6 +612,8 @@ def matmul(a, b):
         return _dot_general(a, b, ((0,), (0,)), ((), ()))
     if len(sb) == 1:
         return _dot_general(a, b, ((len(sa) - 1,), (0,)), ((), ()))
+    if len(sa) == 1 and len(sb) == 2:
+        return _dot_general(a, b, ((0,), (0,)), ((), ()))
     if len(sa) == 1:
         return squeeze(matmul(expand_dims(a, 0), b), -2)
     if len(sa) == 2 and len(sb) == 2:
@@ -837,13 +844,14 @@ def getitem(x, index):
     consumed = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
     if consumed > nd:
         raise IndexError(f"too many indices for array: array is {nd}-dimensional, but {consumed} were indexed")
-    if Ellipsis in [i for i in index if not _is_array_index(i)]:
-        pos = [k for k, i in enumerate(index) if i is Ellipsis and not _is_array_index(i)][0]
+    ellipsis = [k for k, i in enumerate(index) if i is Ellipsis]
+    if ellipsis:
+        pos = ellipsis[0]
         index = index[:pos] + (slice(None),) * (nd - consumed) + index[pos + 1:]
     else:
         index = index + (slice(None),) * (nd - consumed)
     advanced = builtins.any(_is_array_index(i) for i in index)
-    if advanced and None in index:
+    if advanced and builtins.any(i is None for i in index):
         raise NotImplementedError("mixing None with integer-array indices is not supported")
 
     shape = _shape(x)
@@ -921,18 +929,20 @@ def _advanced_index(x, adv: dict):
            for a in axes]
     bshape = broadcast_shapes(*[_shape(i) for i in idx])
     idx = [broadcast_to(i, bshape) if _shape(i) != bshape else i for i in idx]
-    flat = None
-    for a, i in zip(axes, idx):
-        term = multiply(astype(i, i32), int(np.prod([shape[b] for b in axes if b > a], dtype=np.int64)))
-        flat = term if flat is None else add(flat, term)
+    strides = [int(np.prod([shape[b] for b in axes if b > a], dtype=np.int64)) for a in axes]
+    if builtins.all(isinstance(i, np.ndarray) for i in idx):       # known indices: fold them now
+        flat = builtins.sum(i.astype(np.int64) * st for i, st in zip(idx, strides)).astype(np.int32)
+    else:
+        flat = None
+        for i, st in zip(idx, strides):
+            term = astype(i, i32) if st == 1 else multiply(astype(i, i32), st)
+            flat = term if flat is None else add(flat, term)
     adjacent = axes == list(range(axes[0], axes[0] + len(axes)))
     p = axes[0] if adjacent else 0
     rest = [a for a in range(len(shape)) if a not in axes]
     order = rest[:p] + axes + rest[p:]
     moved = transpose(x, order)
     merged = reshape(moved, tuple(shape[a] for a in rest[:p]) + (-1,) + tuple(shape[a] for a in rest[p:]))
-    if isinstance(flat, np.ndarray) or isinstance(flat, np.generic):
-        flat = np.asarray(flat, np.int32)
     return _s.gather.bind(merged, flat, axis=p)
 
 
