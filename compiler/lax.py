@@ -13,7 +13,7 @@ from . import numpy as cnp
 from .ir.core import DEFAULT_INT, Jaxpr, ShapedArray, Var, bool_, dtype as to_dtype, i32
 from .ir.errors import ShapeError
 from .primitives import control as _c, elementwise as _e, linalg as _l, reductions as _r, structural as _s
-from .tracing import aval_of, trace_flat
+from .tracing import aval_of, shape_error, trace_flat
 from .tree_util import tree_flatten, tree_unflatten
 
 
@@ -56,7 +56,7 @@ def switch(index, branches: Sequence[Callable], *operands):
     out_tree = traced[0][2]
     for i, (j, _, tree) in enumerate(traced[1:], 1):
         if tree != out_tree or not all(a.same_type(b) for a, b in zip(j.out_avals, traced[0][0].out_avals)):
-            raise ShapeError(f"cond/switch branches must return the same structure and types: branch 0 "
+            raise shape_error(f"cond/switch branches must return the same structure and types: branch 0 "
                              f"returns {_describe_types(out_tree, traced[0][0].out_avals)}, branch {i} "
                              f"returns {_describe_types(tree, j.out_avals)}")
     # every branch takes all branches' captured constants (each once), then the operands
@@ -75,7 +75,7 @@ def switch(index, branches: Sequence[Callable], *operands):
         jaxprs.append(Jaxpr([], const_in + j.invars[len(consts):], j.eqns, j.outvars))
     index = cnp._operand(index)
     if aval_of(index).shape != ():
-        raise ShapeError(f"cond/switch index must be a scalar, got {aval_of(index)}")
+        raise shape_error(f"cond/switch index must be a scalar, got {aval_of(index)}")
     index = cnp.astype(index, i32)
     outs = _c.cond.bind(index, *all_consts, *leaves, branches=tuple(jaxprs))
     return tree_unflatten(out_tree, outs)
@@ -85,7 +85,7 @@ def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
     """``true_fun(*operands) if pred else false_fun(*operands)``, both branches traced."""
     pred = cnp._operand(pred)
     if aval_of(pred).shape != ():
-        raise ShapeError(f"cond predicate must be a scalar, got {aval_of(pred)}")
+        raise shape_error(f"cond predicate must be a scalar, got {aval_of(pred)}")
     if aval_of(pred).dtype != bool_:
         pred = cnp.not_equal(pred, 0)
     return switch(pred, [false_fun, true_fun], *operands)
@@ -94,11 +94,12 @@ def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
 def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
     """``while cond_fun(val): val = body_fun(val)``; the carry keeps its structure and types."""
     leaves, tree, avals = _leaves_and_avals(init_val)
-    cj, cconsts, ctree = _trace_body(cond_fun, tree, avals, "while_loop's cond_fun")
+    args_tree = tree_flatten((init_val,))[1]          # the functions take the carry as one argument
+    cj, cconsts, ctree = _trace_body(cond_fun, args_tree, avals, "while_loop's cond_fun")
     if len(cj.outvars) != 1 or cj.out_avals[0].shape != () or cj.out_avals[0].dtype != bool_:
-        raise ShapeError(f"while_loop's cond_fun must return a boolean scalar, got "
-                         f"{_describe_types(ctree, cj.out_avals)}")
-    bj, bconsts, btree = _trace_body(body_fun, tree, avals, "while_loop's body_fun")
+        raise shape_error(f"while_loop's cond_fun must return a boolean scalar, got "
+                          f"{_describe_types(ctree, cj.out_avals)}")
+    bj, bconsts, btree = _trace_body(body_fun, args_tree, avals, "while_loop's body_fun")
     _check_carry("while_loop's body_fun", tree, avals, btree, bj.out_avals)
     outs = _c.while_.bind(*cconsts, *bconsts, *leaves, cond_jaxpr=cj, body_jaxpr=bj,
                           cond_nconsts=len(cconsts), body_nconsts=len(bconsts))
@@ -108,7 +109,7 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
 def _check_carry(what: str, tree, avals, out_tree, out_avals):
     if out_tree != tree or len(out_avals) != len(avals) or not all(
             a.same_type(b) for a, b in zip(avals, out_avals)):
-        raise ShapeError(f"{what} must return the carry's structure and types: expected "
+        raise shape_error(f"{what} must return the carry's structure and types: expected "
                          f"{_describe_types(tree, avals)}, got {_describe_types(out_tree, out_avals)}")
 
 
@@ -143,11 +144,11 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
     x_leaves = [cnp.asarray(x) for x in x_leaves]
     lengths = {aval_of(x).shape[0] if aval_of(x).shape else None for x in x_leaves}
     if None in lengths:
-        raise ShapeError("scan: every leaf of xs needs a leading axis to scan over")
+        raise shape_error("scan: every leaf of xs needs a leading axis to scan over")
     if length is not None:
         lengths.add(int(length))
     if len(lengths) != 1:
-        raise ShapeError(f"scan: xs leaves have different leading lengths {sorted(lengths)}"
+        raise shape_error(f"scan: xs leaves have different leading lengths {sorted(lengths)}"
                          + (" (and length=)" if length is not None else ""))
     n = lengths.pop() if lengths else None
     if n is None:

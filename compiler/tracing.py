@@ -105,7 +105,9 @@ _STACK: list["JaxprBuilder"] = []
 
 
 def _python_scalar_aval(x: Any) -> ShapedArray | None:
-    if isinstance(x, (bool, np.bool_)) and not isinstance(x, np.generic):
+    if isinstance(x, np.generic):          # np.float64 subclasses float, but it is strongly typed
+        return None
+    if isinstance(x, bool):
         return ShapedArray((), bool_, True)
     if isinstance(x, int) and not isinstance(x, bool):
         return ShapedArray((), DEFAULT_INT if -2**31 <= x < 2**31 else i64, True)
@@ -188,6 +190,11 @@ def _user_frame() -> str:
         if not fname.startswith(ours) and "importlib" not in fname:
             return f"{frame.filename}:{frame.lineno}" + (f" ({frame.line.strip()})" if frame.line else "")
     return "<unknown>"
+
+
+def shape_error(message: str) -> ShapeError:
+    """A ShapeError that points at the user's source line (for checks made outside shape rules)."""
+    return ShapeError(f"{message}\n  at {_user_frame()}")
 
 
 def check_types(prim: Primitive, avals: list[ShapedArray], params: dict) -> list[ShapedArray]:

@@ -26,7 +26,7 @@ def check_args(avals: Sequence[ShapedArray], args: Sequence[Any]) -> list[np.nda
     out = []
     for i, (aval, x) in enumerate(zip(avals, args)):
         want = aval.dtype.np
-        if isinstance(x, (bool, int, float)) and aval.shape == ():
+        if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic) and aval.shape == ():
             kind_ok = (aval.dtype.kind == "b") == isinstance(x, bool) and (
                 aval.dtype.kind == "f" or not isinstance(x, float))
             if kind_ok:
