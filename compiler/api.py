@@ -17,6 +17,7 @@ from runtime.interpreter import apply_primitive
 from . import tracing
 from .ir.core import ClosedJaxpr
 from .tracing import Tracer, aval_of, trace
+from .transforms import ad as _ad
 from .tree_util import tree_flatten, tree_unflatten
 
 tracing.eager_apply = apply_primitive      # outside any trace, a primitive runs on the interpreter
@@ -141,3 +142,196 @@ def jit(fun: Callable | None = None, *, backend: str | None = None, static_argnu
     if fun is None:
         return lambda f: Jitted(f, backend, static_argnums)
     return Jitted(fun, backend, static_argnums)
+
+
+# ----------------------------------------------------------------------------------------------
+# Automatic differentiation
+# ----------------------------------------------------------------------------------------------
+
+def _argnums_tuple(argnums, nargs: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for n in nums:
+        if not -nargs <= n < nargs:
+            raise ValueError(f"argnums {n} out of range for a function called with {nargs} positional "
+                             f"arguments")
+    return tuple(n % nargs for n in nums)
+
+
+def _replace_args(fun: Callable, args: Sequence[Any], nums: tuple[int, ...], kwargs: dict):
+    """fun as a function of the arguments at positions ``nums`` only."""
+    def of_selected(*selected):
+        full = list(args)
+        for n, v in zip(nums, selected):
+            full[n] = v
+        return fun(*full, **kwargs)
+    return of_selected
+
+
+def _as_array(x, like_aval):
+    """A tangent or cotangent value as an array (or tracer) of the primal's dtype and shape."""
+    from . import numpy as cnp
+    x = cnp.asarray(x, like_aval.dtype) if not isinstance(x, Tracer) else x
+    if aval_of(x).shape != like_aval.shape:
+        raise TypeError(f"expected a tangent/cotangent of shape {like_aval.shape}, got {aval_of(x).shape}")
+    return x
+
+
+def _zeros(aval):
+    from . import numpy as cnp
+    return cnp.zeros(aval.shape, aval.dtype)
+
+
+def _check_differentiable(leaves, what: str):
+    for i, x in enumerate(leaves):
+        a = aval_of(x)
+        if not a.dtype.is_float:
+            raise TypeError(f"{what} requires floating-point inputs, but input {i} is {a} (integer and "
+                            f"boolean values have no derivative; mark them static or leave them out of "
+                            f"argnums)")
+
+
+def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
+    """Forward mode: ``(fun(*primals), d fun(primals) . tangents)``."""
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp expects primals and tangents as tuples (one entry per argument)")
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    t_leaves, t_tree = tree_flatten(tuple(tangents))
+    if p_tree != t_tree:
+        raise TypeError(f"primals and tangents must have the same structure, got {p_tree} and {t_tree}")
+    closed, _, out_tree = trace(fun, primals)
+    t_flat = [_as_array(t, aval_of(p)) for p, t in zip(p_leaves, t_leaves)]
+    outs, out_tangents = _ad.jvp_eval(closed.jaxpr, closed.consts, p_leaves, t_flat)
+    out_tangents = [t if t is not None else _zeros(aval_of(o)) for o, t in zip(outs, out_tangents)]
+    return tree_unflatten(out_tree, outs), tree_unflatten(out_tree, out_tangents)
+
+
+def linearize(fun: Callable, *primals):
+    """``(fun(*primals), f_jvp)`` with ``f_jvp(*tangents)`` the directional derivative at primals."""
+    out = fun(*primals)
+    return out, lambda *tangents: jvp(fun, primals, tangents)[1]
+
+
+def vjp(fun: Callable, *primals, has_aux: bool = False):
+    """Reverse mode: ``(fun(*primals), vjp_fn)`` with ``vjp_fn(out_cotangent) -> input cotangents``."""
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    closed, _, out_tree = trace(fun, primals)
+    outs, backward = _ad.vjp_eval(closed.jaxpr, closed.consts, p_leaves)
+    out = tree_unflatten(out_tree, outs)
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("with has_aux=True the function must return a pair (output, aux)")
+        out, aux = out
+    main_leaves, main_tree = tree_flatten(out)
+
+    def vjp_fn(cotangent):
+        ct_leaves, ct_tree = tree_flatten(cotangent)
+        if ct_tree != main_tree:
+            raise TypeError(f"the cotangent must have the output's structure {main_tree}, got {ct_tree}")
+        cts = [_as_array(c, aval_of(o)) for c, o in zip(ct_leaves, main_leaves)]
+        cts += [None] * (len(outs) - len(cts))              # aux outputs get no cotangent
+        grads = backward(cts)
+        grads = [g if g is not None else _zeros(aval_of(p)) for g, p in zip(grads, p_leaves)]
+        return tree_unflatten(p_tree, grads)
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def value_and_grad(fun: Callable, argnums=0, has_aux: bool = False):
+    """``(fun(*args), d fun / d args[argnums])`` for a scalar-valued float function."""
+    @functools.wraps(fun)
+    def wrapped(*args, **kwargs):
+        nums = _argnums_tuple(argnums, len(args))
+        selected = [args[n] for n in nums]
+        _check_differentiable(tree_flatten(selected)[0], "grad")
+        results = vjp(_replace_args(fun, args, nums, kwargs), *selected, has_aux=has_aux)
+        value, vjp_fn = results[0], results[1]
+        value_leaves = tree_flatten(value)[0]
+        if len(value_leaves) != 1 or aval_of(value_leaves[0]).shape != () or \
+                not aval_of(value_leaves[0]).dtype.is_float:
+            got = ", ".join(str(aval_of(v)) for v in value_leaves)
+            raise TypeError(f"grad requires a function returning one float scalar, got ({got}); use "
+                            f"jacrev/vjp for other outputs" + (" or has_aux=True for extra outputs"
+                                                              if not has_aux else ""))
+        grads = vjp_fn(np.ones((), aval_of(value_leaves[0]).dtype.np))
+        grads = grads[0] if isinstance(argnums, int) else tuple(grads)
+        return ((value, results[2]) if has_aux else value), grads
+    return wrapped
+
+
+def grad(fun: Callable, argnums=0, has_aux: bool = False):
+    """The gradient of a scalar-valued function: ``grad(f)(x)`` has x's structure and types."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def wrapped(*args, **kwargs):
+        (value_aux, g) = vg(*args, **kwargs)
+        return (g, value_aux[1]) if has_aux else g
+    return wrapped
+
+
+def _jacobian(fun: Callable, argnums, forward: bool):
+    def jac(*args, **kwargs):
+        nums = _argnums_tuple(argnums, len(args))
+        selected = tuple(args[n] for n in nums)
+        f = _replace_args(fun, args, nums, kwargs)
+        in_leaves, in_tree = tree_flatten(selected)
+        _check_differentiable(in_leaves, "jacfwd" if forward else "jacrev")
+        in_avals = [aval_of(x) for x in in_leaves]
+        closed, _, out_tree = trace(f, selected)
+        out_avals = closed.out_avals
+        # jac[o][i] has shape out_o.shape + in_i.shape
+        if forward:
+            outs = None
+            columns = [[[] for _ in in_avals] for _ in out_avals]
+            for i, a in enumerate(in_avals):
+                for k in range(a.size):
+                    basis = [_basis(b, k) if j == i else _zeros(b) for j, b in enumerate(in_avals)]
+                    outs, touts = _ad.jvp_eval(closed.jaxpr, closed.consts, in_leaves, basis)
+                    for o, t in enumerate(touts):
+                        columns[o][i].append(t if t is not None else _zeros(out_avals[o]))
+            blocks = [[_assemble(columns[o][i], -1, out_avals[o].shape + in_avals[i].shape, in_avals[i])
+                       for i in range(len(in_avals))] for o in range(len(out_avals))]
+        else:
+            _, backward = _ad.vjp_eval(closed.jaxpr, closed.consts, in_leaves)
+            rows = [[[] for _ in in_avals] for _ in out_avals]
+            for o, a in enumerate(out_avals):
+                for k in range(a.size):
+                    cts = [_basis(b, k) if j == o else None for j, b in enumerate(out_avals)]
+                    for i, g in enumerate(backward(cts)):
+                        rows[o][i].append(g if g is not None else _zeros(in_avals[i]))
+            blocks = [[_assemble(rows[o][i], 0, out_avals[o].shape + in_avals[i].shape, in_avals[i])
+                       for i in range(len(in_avals))] for o in range(len(out_avals))]
+        per_out = [tree_unflatten(in_tree, row) for row in blocks]
+        per_out = [r[0] if isinstance(argnums, int) else r for r in per_out]
+        return tree_unflatten(out_tree, per_out)
+    return jac
+
+
+def _assemble(parts, axis: int, shape, like):
+    """Stack per-element derivatives (along ``axis``) into a Jacobian block of ``shape``."""
+    from . import numpy as cnp
+    if not parts:
+        return cnp.zeros(shape, like.dtype)
+    return cnp.reshape(cnp.stack(parts, axis), shape)
+
+
+def _basis(aval, k: int):
+    """The k-th unit vector of a value of type aval."""
+    e = np.zeros(aval.size, aval.dtype.np)
+    e[k] = 1
+    return e.reshape(aval.shape)
+
+
+def jacfwd(fun: Callable, argnums=0):
+    """The Jacobian by forward mode (one JVP per input element); shape out.shape + in.shape."""
+    return _jacobian(fun, argnums, forward=True)
+
+
+def jacrev(fun: Callable, argnums=0):
+    """The Jacobian by reverse mode (one VJP per output element); shape out.shape + in.shape."""
+    return _jacobian(fun, argnums, forward=False)
+
+
+def hessian(fun: Callable, argnums=0):
+    """Forward-over-reverse: jacfwd(jacrev(fun))."""
+    return jacfwd(jacrev(fun, argnums), argnums)

@@ -17,7 +17,7 @@ from .ir.core import (DEFAULT_FLOAT, DEFAULT_INT, DType, ShapedArray, bool_, dty
                       promote, u32)
 from .ir.errors import ShapeError
 from .primitives import control as _c, elementwise as _e, linalg as _l, reductions as _r, structural as _s
-from .tracing import Tracer, aval_of
+from .tracing import Tracer, aval_of, shape_error
 
 ndarray = np.ndarray
 float64, float32, float16, int64, int32, int8, uint8 = (np.float64, np.float32, np.float16, np.int64,
@@ -120,7 +120,7 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
-        raise ShapeError(f"shapes {' and '.join(map(str, shapes))} cannot be broadcast together") from None
+        raise shape_error(f"shapes {' and '.join(map(str, shapes))} cannot be broadcast together") from None
 
 
 def broadcast_to(x, shape):
@@ -130,7 +130,7 @@ def broadcast_to(x, shape):
     if xs == shape:
         return x
     if len(xs) > len(shape) or broadcast_shapes(xs, shape) != shape:
-        raise ShapeError(f"cannot broadcast shape {xs} to {shape}")
+        raise shape_error(f"cannot broadcast shape {xs} to {shape}")
     if _is_python_scalar(x):
         x = asarray(x)
     return _s.broadcast_in_dim.bind(x, shape=shape, broadcast_dimensions=tuple(
@@ -489,7 +489,7 @@ def reshape(a, newshape, order="C"):
     if -1 in newshape:
         known = int(np.prod([s for s in newshape if s != -1], dtype=np.int64))
         if known == 0 or size % known:
-            raise ShapeError(f"cannot reshape array of size {size} into shape {newshape}")
+            raise shape_error(f"cannot reshape array of size {size} into shape {newshape}")
         newshape = tuple(size // known if s == -1 else s for s in newshape)
     if newshape == _shape(a):
         return a
@@ -572,7 +572,7 @@ def stack(arrays, axis=0):
         raise ValueError("need at least one array to stack")
     shapes = {_shape(x) for x in arrays}
     if len(shapes) != 1:
-        raise ShapeError(f"all input arrays must have the same shape, got {sorted(shapes)}")
+        raise shape_error(f"all input arrays must have the same shape, got {sorted(shapes)}")
     (ax,) = _norm_axes(axis, len(_shape(arrays[0])) + 1)
     return concatenate([expand_dims(x, ax) for x in arrays], ax)
 
@@ -607,7 +607,7 @@ def matmul(a, b):
     a, b = _promote(asarray(a), asarray(b))
     sa, sb = _shape(a), _shape(b)
     if not sa or not sb:
-        raise ShapeError("matmul: operands must be at least 1-d (use * for scalars)")
+        raise shape_error("matmul: operands must be at least 1-d (use * for scalars)")
     if len(sa) == 1 and len(sb) == 1:
         return _dot_general(a, b, ((0,), (0,)), ((), ()))
     if len(sb) == 1:
@@ -618,7 +618,7 @@ def matmul(a, b):
         return squeeze(matmul(expand_dims(a, 0), b), -2)
     if len(sa) == 2 and len(sb) == 2:
         if sa[1] != sb[0]:
-            raise ShapeError(f"matmul: contracting dimensions differ: {sa} @ {sb}")
+            raise shape_error(f"matmul: contracting dimensions differ: {sa} @ {sb}")
         return _dot_general(a, b, ((1,), (0,)), ((), ()))
     batch = broadcast_shapes(sa[:-2], sb[:-2])
     a = broadcast_to(a, batch + sa[-2:])
@@ -678,7 +678,7 @@ def einsum(subscripts: str, *operands):
     ops = [asarray(o) for o in operands]
     for t, o in zip(terms, ops):
         if len(t) != len(_shape(o)):
-            raise ShapeError(f"einsum: term {t!r} has {len(t)} axes, operand has shape {_shape(o)}")
+            raise shape_error(f"einsum: term {t!r} has {len(t)} axes, operand has shape {_shape(o)}")
     ops = _promote(*ops)
     ops = [_einsum_diagonal_free(t, o) for t, o in zip(terms, ops)]
     term, acc = terms[0], ops[0]
@@ -706,7 +706,7 @@ def _einsum_pair(ta: str, a, tb: str, b, keep: str):
     contract = [c for c in shared if c not in keep]
     for c in shared:
         if _shape(a)[ta.index(c)] != _shape(b)[tb.index(c)]:
-            raise ShapeError(f"einsum: index {c!r} has size {_shape(a)[ta.index(c)]} in one operand and "
+            raise shape_error(f"einsum: index {c!r} has size {_shape(a)[ta.index(c)]} in one operand and "
                              f"{_shape(b)[tb.index(c)]} in another")
     out = _dot_general(a, b, (tuple(ta.index(c) for c in contract), tuple(tb.index(c) for c in contract)),
                        (tuple(ta.index(c) for c in batch), tuple(tb.index(c) for c in batch)))

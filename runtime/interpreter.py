@@ -49,7 +49,7 @@ def _int_rem(x, y):
 def _floaty(fn):
     """Float math on ml_dtypes types (bf16, f8) runs in float32 and rounds back."""
     def run(x):
-        if x.dtype.type in (np.float16, np.float32, np.float64):
+        if x.dtype.kind in "biu" or x.dtype.type in (np.float16, np.float32, np.float64):
             return fn(x)
         return fn(x.astype(np.float32)).astype(x.dtype)
     return run

@@ -238,7 +238,10 @@ class Primitive:
     """An operation of the IR. Its rules are attached where it is declared (compiler/primitives/).
 
     shape_rule(*avals, **params) -> ShapedArray | list[ShapedArray]   (raises on bad input)
-    jvp_rule, transpose_rule, batch_rule, sympy_rule: filled in by the AD / batching / symbolic layers.
+    jvp_rule(primals, tangents, **params) -> (outs, out_tangents)      tangent None = symbolic zero
+    vjp_rule(cts, primals, outs, **params) -> cotangent per input      ct None = zero / not differentiable
+    batch_rule, sympy_rule: for vmap and compiler.symbolic.
+    Rules are written with primitives (through compiler.numpy), so derivative programs are jaxprs too.
     """
 
     def __init__(self, name: str, *, multiple_results: bool = False):
@@ -248,7 +251,7 @@ class Primitive:
         self.multiple_results = multiple_results
         self.shape_rule: Callable | None = None
         self.jvp_rule: Callable | None = None
-        self.transpose_rule: Callable | None = None
+        self.vjp_rule: Callable | None = None
         self.batch_rule: Callable | None = None
         self.sympy_rule: Callable | None = None
         PRIMITIVES[name] = self

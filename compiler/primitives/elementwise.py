@@ -6,8 +6,13 @@ happen in compiler.numpy before these are bound.
 """
 from __future__ import annotations
 
+import math
+
 from ..ir.core import DType, Primitive, ShapedArray, bool_, dtype as to_dtype
 from ..ir.errors import ShapeError
+from ._lazy import cnp
+from .derivatives import (MINUS_ONE, ONE, elementwise_rules, is_float, linear_rules, typed,
+                          zero_derivative_rules)
 
 _FLOAT, _INT, _BOOL = "f", "iu", "b"
 
@@ -17,8 +22,9 @@ def _require_kind(name: str, aval: ShapedArray, kinds: str, what: str):
         raise ShapeError(f"{name} expects {what} operands, got {aval.dtype.name}")
 
 
-def unary(name: str, kinds: str = _FLOAT + _INT, what: str = "numeric", out_dtype: DType | None = None):
-    """Declare a one-operand elementwise primitive."""
+def unary(name: str, partial=None, kinds: str = _FLOAT + _INT, what: str = "numeric",
+          out_dtype: DType | None = None):
+    """Declare a one-operand elementwise primitive; ``partial(x, out)`` is d out / d x (None: zero)."""
     prim = Primitive(name)
 
     def rule(x: ShapedArray) -> ShapedArray:
@@ -26,29 +32,35 @@ def unary(name: str, kinds: str = _FLOAT + _INT, what: str = "numeric", out_dtyp
         return x if out_dtype is None else ShapedArray(x.shape, out_dtype)
 
     prim.shape_rule = rule
-    return prim
+    if partial is None:
+        return zero_derivative_rules(prim)
+    return elementwise_rules(prim, lambda x, out: (partial(x, out),))
 
 
-neg = unary("neg")
+_F = (_FLOAT, "floating-point")
+
+# name, d out / d x (derivatives at kinks follow PyTorch: abs'(0) = 0, sign' = 0)
+neg = unary("neg", lambda x, y: MINUS_ONE)
 sign = unary("sign")
-abs_ = unary("abs")
-exp = unary("exp", _FLOAT, "floating-point")
-log = unary("log", _FLOAT, "floating-point")
-log1p = unary("log1p", _FLOAT, "floating-point")
-expm1 = unary("expm1", _FLOAT, "floating-point")
-tanh = unary("tanh", _FLOAT, "floating-point")
-logistic = unary("logistic", _FLOAT, "floating-point")
-sin = unary("sin", _FLOAT, "floating-point")
-cos = unary("cos", _FLOAT, "floating-point")
-sqrt = unary("sqrt", _FLOAT, "floating-point")
-rsqrt = unary("rsqrt", _FLOAT, "floating-point")
-erf = unary("erf", _FLOAT, "floating-point")
-floor = unary("floor", _FLOAT, "floating-point")
-ceil = unary("ceil", _FLOAT, "floating-point")
-round_ = unary("round", _FLOAT, "floating-point")      # half to even, as numpy.round
-is_finite = unary("is_finite", _FLOAT, "floating-point", out_dtype=bool_)
-not_ = unary("not", _INT + _BOOL, "integer or boolean")
-stop_gradient = unary("stop_gradient", _FLOAT + _INT + _BOOL, "any")
+abs_ = unary("abs", lambda x, y: cnp.sign(x))
+exp = unary("exp", lambda x, y: y, *_F)
+log = unary("log", lambda x, y: cnp.divide(1, x), *_F)
+log1p = unary("log1p", lambda x, y: cnp.divide(1, cnp.add(x, 1)), *_F)
+expm1 = unary("expm1", lambda x, y: cnp.add(y, 1), *_F)
+tanh = unary("tanh", lambda x, y: cnp.subtract(1, cnp.multiply(y, y)), *_F)
+logistic = unary("logistic", lambda x, y: cnp.multiply(y, cnp.subtract(1, y)), *_F)
+sin = unary("sin", lambda x, y: cnp.cos(x), *_F)
+cos = unary("cos", lambda x, y: cnp.negative(cnp.sin(x)), *_F)
+sqrt = unary("sqrt", lambda x, y: cnp.divide(0.5, y), *_F)
+rsqrt = unary("rsqrt", lambda x, y: cnp.multiply(cnp.divide(y, x), -0.5), *_F)
+erf = unary("erf", lambda x, y: cnp.multiply(cnp.exp(cnp.negative(cnp.multiply(x, x))),
+                                             2 / math.sqrt(math.pi)), *_F)
+floor = unary("floor", None, *_F)
+ceil = unary("ceil", None, *_F)
+round_ = unary("round", None, *_F)      # half to even, as numpy.round
+is_finite = unary("is_finite", None, *_F, out_dtype=bool_)
+not_ = unary("not", None, _INT + _BOOL, "integer or boolean")
+stop_gradient = unary("stop_gradient", None, _FLOAT + _INT + _BOOL, "any")
 
 
 def _join(name: str, x: ShapedArray, y: ShapedArray) -> ShapedArray:
@@ -60,8 +72,10 @@ def _join(name: str, x: ShapedArray, y: ShapedArray) -> ShapedArray:
     return ShapedArray(shape, x.dtype, x.weak_type and y.weak_type)
 
 
-def binary(name: str, kinds: str = _FLOAT + _INT, what: str = "numeric", compare: bool = False):
-    """Declare a two-operand elementwise primitive (a comparison if ``compare``: bool result)."""
+def binary(name: str, partials=None, kinds: str = _FLOAT + _INT, what: str = "numeric",
+           compare: bool = False):
+    """Declare a two-operand elementwise primitive (a comparison if ``compare``: bool result).
+    ``partials(x, y, out)`` gives (d out / d x, d out / d y)."""
     prim = Primitive(name)
 
     def rule(x: ShapedArray, y: ShapedArray) -> ShapedArray:
@@ -70,26 +84,57 @@ def binary(name: str, kinds: str = _FLOAT + _INT, what: str = "numeric", compare
         return ShapedArray(out.shape, bool_) if compare else out
 
     prim.shape_rule = rule
-    return prim
+    return zero_derivative_rules(prim) if partials is None else elementwise_rules(prim, partials)
 
 
-add = binary("add")
-sub = binary("sub")
-mul = binary("mul")
-div = binary("div")          # integers: floor division as numpy's //, x // 0 == 0
-rem = binary("rem")          # integers: numpy's % (sign of the divisor), x % 0 == 0
-pow_ = binary("pow", _FLOAT, "floating-point")
-max_ = binary("max")
-min_ = binary("min")
-and_ = binary("and", _INT + _BOOL, "integer or boolean")
-or_ = binary("or", _INT + _BOOL, "integer or boolean")
-xor = binary("xor", _INT + _BOOL, "integer or boolean")
-eq = binary("eq", _FLOAT + _INT + _BOOL, "any", compare=True)
-ne = binary("ne", _FLOAT + _INT + _BOOL, "any", compare=True)
-lt = binary("lt", compare=True)
-le = binary("le", compare=True)
-gt = binary("gt", compare=True)
-ge = binary("ge", compare=True)
+def _trunc(q):
+    return cnp.where(cnp.less(q, 0), cnp.ceil(q), cnp.floor(q))
+
+
+def _where_nonzero(cond, value, like):
+    """value where cond holds, else 0 (keeps NaN/inf of the unused side out of the derivative)."""
+    return cnp.where(cond, value, typed(0, like))
+
+
+def _pow_partials(x, y, out):
+    # d/dx x^y = y x^(y-1) (0 where y == 0); d/dy x^y = x^y log x (0 where x == 0), as JAX does
+    dx = _where_nonzero(cnp.not_equal(y, 0), cnp.multiply(y, cnp.power(x, cnp.subtract(y, 1))), out)
+    dy = _where_nonzero(cnp.not_equal(x, 0), cnp.multiply(out, cnp.log(cnp.where(
+        cnp.equal(x, 0), typed(1, x), x))), out)
+    return dx, dy
+
+
+def _max_partials(x, y, out):
+    # one side gets the whole gradient; ties go to the second operand, so relu(x) = max(x, 0) has
+    # relu'(0) = 0 as in PyTorch
+    pick_x = cnp.greater(x, y)
+    return cnp.astype(pick_x, cnp.result_type(out)), cnp.astype(cnp.logical_not(pick_x), cnp.result_type(out))
+
+
+def _min_partials(x, y, out):
+    pick_x = cnp.less(x, y)
+    return cnp.astype(pick_x, cnp.result_type(out)), cnp.astype(cnp.logical_not(pick_x), cnp.result_type(out))
+
+
+add = binary("add", lambda x, y, out: (ONE, ONE))
+sub = binary("sub", lambda x, y, out: (ONE, MINUS_ONE))
+mul = binary("mul", lambda x, y, out: (y, x))
+div = binary("div", lambda x, y, out: (cnp.divide(1, y), cnp.negative(cnp.divide(out, y))))
+# integers: div is floor division as numpy's //, x // 0 == 0.  rem: numpy's % for integers, C fmod
+# for floats (sign of the dividend); x % 0 == 0 for integers
+rem = binary("rem", lambda x, y, out: (ONE, cnp.negative(_trunc(cnp.divide(x, y)))))
+pow_ = binary("pow", _pow_partials, *_F)
+max_ = binary("max", _max_partials)
+min_ = binary("min", _min_partials)
+and_ = binary("and", None, _INT + _BOOL, "integer or boolean")
+or_ = binary("or", None, _INT + _BOOL, "integer or boolean")
+xor = binary("xor", None, _INT + _BOOL, "integer or boolean")
+eq = binary("eq", None, _FLOAT + _INT + _BOOL, "any", compare=True)
+ne = binary("ne", None, _FLOAT + _INT + _BOOL, "any", compare=True)
+lt = binary("lt", None, compare=True)
+le = binary("le", None, compare=True)
+gt = binary("gt", None, compare=True)
+ge = binary("ge", None, compare=True)
 
 
 integer_pow = Primitive("integer_pow")
@@ -105,6 +150,8 @@ def _integer_pow_rule(x: ShapedArray, *, y: int) -> ShapedArray:
 
 
 integer_pow.shape_rule = _integer_pow_rule
+elementwise_rules(integer_pow, lambda x, out, *, y: (
+    None if y == 0 else ONE if y == 1 else cnp.multiply(cnp.power(x, y - 1), typed(y, x)),))
 
 
 convert_element_type = Primitive("convert_element_type")
@@ -115,6 +162,8 @@ def _convert_rule(x: ShapedArray, *, new_dtype) -> ShapedArray:
 
 
 convert_element_type.shape_rule = _convert_rule
+# linear between float types; an integer or boolean on either side has no derivative
+linear_rules(convert_element_type, lambda ct, x, *, new_dtype: [cnp.astype(ct, cnp.result_type(x))])
 
 
 select_n = Primitive("select_n")
@@ -138,3 +187,14 @@ def _select_n_rule(which: ShapedArray, *cases: ShapedArray) -> ShapedArray:
 
 
 select_n.shape_rule = _select_n_rule
+
+
+def _select_n_transpose(ct, which, *cases):
+    zero = cnp.zeros_like(ct)
+    if len(cases) == 2 and cnp.result_type(which) == bool_:
+        return [select_n.bind(which, ct, zero), select_n.bind(which, zero, ct)]
+    return [select_n.bind(which, *[ct if j == i else zero for j in range(len(cases))])
+            for i in range(len(cases))]
+
+
+linear_rules(select_n, _select_n_transpose, linear_args=range(1, 256))

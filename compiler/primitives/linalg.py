@@ -1,8 +1,12 @@
 """Contractions: dot_general (matmul with batch dimensions) and conv_general_dilated (NCHW / OIHW)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.core import ShapedArray, dtype as to_dtype
 from ..ir.errors import ShapeError
+from ._lazy import cnp
+from .derivatives import add_all, aval, is_float
 from .structural import _axes, _ints, declare
 
 
@@ -37,6 +41,40 @@ def _dot_general(a: ShapedArray, b: ShapedArray, *, dimension_numbers,
 
 
 dot_general = declare("dot_general", _dot_general)
+
+
+def _dot_jvp(primals, tangents, **params):
+    (x, y), (tx, ty) = primals, tangents
+    out = dot_general.bind(x, y, **params)
+    if not is_float(out):
+        return out, None
+    return out, add_all([dot_general.bind(tx, y, **params) if tx is not None else None,
+                         dot_general.bind(x, ty, **params) if ty is not None else None])
+
+
+def _dot_vjp(cts, primals, outs, *, dimension_numbers, preferred_element_type=None):
+    """Each operand's cotangent is a dot_general of the output cotangent with the other operand,
+    transposed back into the operand's axis order."""
+    (x, y), ct = primals, cts[0]
+    (ca, cb), (ba, bb) = dimension_numbers
+    nx, ny, nb = len(aval(x).shape), len(aval(y).shape), len(ba)
+    free_x = [i for i in range(nx) if i not in ca and i not in ba]
+    free_y = [i for i in range(ny) if i not in cb and i not in bb]
+    ct_batch = tuple(range(nb))
+    ct_free_x = tuple(range(nb, nb + len(free_x)))
+    ct_free_y = tuple(range(nb + len(free_x), nb + len(free_x) + len(free_y)))
+    ct = cnp.astype(ct, aval(x).dtype)
+    # ct . y over y's free axes -> (batch, free_x, y's contracting axes in increasing order)
+    gx = dot_general.bind(ct, y, dimension_numbers=((ct_free_y, tuple(free_y)), (ct_batch, tuple(bb))))
+    order_x = list(ba) + free_x + [ca[k] for k in np.argsort(cb)]
+    # x . ct over x's free axes -> (batch, x's contracting axes in increasing order, free_y)
+    gy = dot_general.bind(x, ct, dimension_numbers=((tuple(free_x), ct_free_x), (tuple(ba), ct_batch)))
+    order_y = list(bb) + [cb[k] for k in np.argsort(ca)] + free_y
+    return [cnp.transpose(gx, tuple(int(i) for i in np.argsort(order_x))) if is_float(x) else None,
+            cnp.transpose(gy, tuple(int(i) for i in np.argsort(order_y))) if is_float(y) else None]
+
+
+dot_general.jvp_rule, dot_general.vjp_rule = _dot_jvp, _dot_vjp
 
 
 def _conv(x: ShapedArray, w: ShapedArray, *, window_strides, padding, lhs_dilation, rhs_dilation,

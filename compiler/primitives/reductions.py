@@ -1,9 +1,13 @@
 """Reductions over axes, argmax, cumulative sums, and windowed reductions (pooling)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.core import ShapedArray, bool_, dtype as to_dtype
 from ..ir.errors import ShapeError
-from .structural import _axes, _ints, declare
+from ._lazy import cnp
+from .derivatives import add_all, aval, is_float, linear_rules, zero_derivative_rules
+from .structural import _axes, _ints, broadcast_in_dim, declare
 
 
 def _reduce(name: str, kinds: str):
@@ -73,3 +77,71 @@ def _reduce_window(name: str):
 
 reduce_window_max = _reduce_window("reduce_window_max")   # padding counts as -inf
 reduce_window_sum = _reduce_window("reduce_window_sum")   # padding counts as 0
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+
+def _expand_back(r, x, axes):
+    """Broadcast a reduced value back to the operand's shape."""
+    shape = aval(x).shape
+    kept = tuple(d for d in range(len(shape)) if d not in axes)
+    return broadcast_in_dim.bind(r, shape=shape, broadcast_dimensions=kept)
+
+
+linear_rules(reduce_sum, lambda ct, x, *, axes: [_expand_back(ct, x, axes)])
+linear_rules(cumsum, lambda ct, x, *, axis, reverse=False: [cumsum.bind(ct, axis=axis, reverse=not reverse)])
+zero_derivative_rules(argmax)
+
+
+def _extremum_rules(prim):
+    """d max: the tangent of the selected element; ties share it equally (as JAX and torch.amax)."""
+    def weights(x, out, axes):
+        hit = cnp.astype(cnp.equal(x, _expand_back(out, x, axes)), aval(x).dtype)
+        return cnp.divide(hit, _expand_back(cnp.sum(hit, axis=axes), x, axes))
+
+    def jvp(primals, tangents, *, axes):
+        (x,), (t,) = primals, tangents
+        out = prim.bind(x, axes=axes)
+        if t is None or not is_float(x):
+            return out, None
+        return out, cnp.sum(cnp.multiply(t, weights(x, out, axes)), axis=axes)
+
+    def vjp(cts, primals, outs, *, axes):
+        (x,) = primals
+        if not is_float(x):
+            return [None]
+        return [cnp.multiply(_expand_back(cts[0], x, axes), weights(x, outs[0], axes))]
+
+    prim.jvp_rule, prim.vjp_rule = jvp, vjp
+
+
+_extremum_rules(reduce_max)
+_extremum_rules(reduce_min)
+
+
+def _product_of_others(x, axes):
+    """For each element, the product of the other elements in its reduction group (exact at zeros)."""
+    shape = aval(x).shape
+    kept = [d for d in range(len(shape)) if d not in axes]
+    n = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+    grouped = cnp.reshape(cnp.transpose(x, kept + list(axes)), [shape[d] for d in kept] + [n])
+    spread = cnp.broadcast_to(cnp.expand_dims(grouped, -2), [shape[d] for d in kept] + [n, n])
+    others = cnp.prod(cnp.where(np.eye(n, dtype=bool), cnp.ones((), aval(x).dtype), spread), axis=-1)
+    unflat = cnp.reshape(others, [shape[d] for d in kept] + [shape[d] for d in axes])
+    return cnp.transpose(unflat, np.argsort(kept + list(axes)))
+
+
+def _prod_jvp(primals, tangents, *, axes):
+    (x,), (t,) = primals, tangents
+    out = reduce_prod.bind(x, axes=axes)
+    if t is None or not is_float(x):
+        return out, None
+    return out, cnp.sum(cnp.multiply(t, _product_of_others(x, axes)), axis=axes)
+
+
+def _prod_vjp(cts, primals, outs, *, axes):
+    (x,) = primals
+    return [cnp.multiply(_expand_back(cts[0], x, axes), _product_of_others(x, axes)) if is_float(x) else None]
+
+
+reduce_prod.jvp_rule, reduce_prod.vjp_rule = _prod_jvp, _prod_vjp

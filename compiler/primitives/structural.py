@@ -1,8 +1,12 @@
 """Primitives that move data without arithmetic: broadcasting, reshaping, slicing, gathering, padding."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.core import Primitive, ShapedArray, dtype as to_dtype
 from ..ir.errors import ShapeError
+from ._lazy import cnp
+from .derivatives import aval, linear_rules, zero_derivative_rules, zeros_like_aval
 
 
 def _ints(name: str, what: str, value, length: int | None = None) -> tuple[int, ...]:
@@ -190,3 +194,74 @@ gather = declare("gather", _gather)
 scatter_add = declare("scatter_add", _scatter_add)
 pad = declare("pad", _pad)
 iota = declare("iota", _iota)
+
+
+# ---- derivatives: all of these are linear; each states its transpose ---------------------------
+
+def sum_to_shape(ct, shape, broadcast_dimensions):
+    """The transpose of broadcast_in_dim: sum over the axes that broadcasting created or stretched."""
+    out_shape = aval(ct).shape
+    summed = tuple(d for d in range(len(out_shape)) if d not in broadcast_dimensions) + tuple(
+        d for i, d in enumerate(broadcast_dimensions) if shape[i] == 1 and out_shape[d] != 1)
+    if summed:
+        ct = cnp.sum(ct, axis=summed, dtype=aval(ct).dtype)
+    return cnp.reshape(ct, shape)
+
+
+def _reshape_back(ct, x, **_):
+    return [cnp.reshape(ct, aval(x).shape)]
+
+
+def _concatenate_T(ct, *xs, dimension):
+    outs, start = [], 0
+    for x in xs:
+        n = aval(x).shape[dimension]
+        idx = [slice(None)] * len(aval(x).shape)
+        idx[dimension] = slice(start, start + n)
+        outs.append(cnp.getitem(ct, tuple(idx)))
+        start += n
+    return outs
+
+
+def _slice_T(ct, x, *, start_indices, limit_indices, strides=None):
+    shape = aval(x).shape
+    strides = strides or (1,) * len(shape)
+    out_shape = aval(ct).shape
+    if any(n == 0 for n in out_shape):
+        return [zeros_like_aval(aval(x))]
+    config = tuple((lo, n - (lo + (m - 1) * st + 1), st - 1)
+                   for lo, n, m, st in zip(start_indices, shape, out_shape, strides))
+    return [pad.bind(ct, np.zeros((), aval(ct).dtype.np), padding_config=config)]
+
+
+def _pad_T(ct, x, padding_value, *, padding_config):
+    undone = pad.bind(ct, np.zeros((), aval(ct).dtype.np),
+                      padding_config=tuple((-lo, -hi, 0) for lo, hi, _ in padding_config))
+    ct_x = slice_.bind(undone, start_indices=(0,) * len(padding_config),
+                       limit_indices=aval(undone).shape,
+                       strides=tuple(interior + 1 for _, _, interior in padding_config))
+    ct_value = cnp.subtract(cnp.sum(ct), cnp.sum(ct_x))
+    return [ct_x, ct_value]
+
+
+linear_rules(broadcast_in_dim, lambda ct, x, *, shape, broadcast_dimensions: [
+    sum_to_shape(ct, aval(x).shape, broadcast_dimensions)])
+linear_rules(reshape, _reshape_back)
+linear_rules(squeeze, _reshape_back)
+linear_rules(expand_dims, _reshape_back)
+linear_rules(transpose, lambda ct, x, *, permutation: [
+    cnp.transpose(ct, tuple(int(i) for i in np.argsort(permutation)))])
+linear_rules(rev, lambda ct, x, *, dimensions: [rev.bind(ct, dimensions=dimensions)])
+linear_rules(concatenate, _concatenate_T, linear_args=None)
+linear_rules(slice_, _slice_T)
+linear_rules(pad, _pad_T, linear_args=(0, 1))
+linear_rules(dynamic_slice, lambda ct, x, *starts, slice_sizes: [
+    dynamic_update_slice.bind(zeros_like_aval(aval(x)), ct, *starts)])
+linear_rules(dynamic_update_slice, lambda ct, x, update, *starts: [
+    dynamic_update_slice.bind(ct, zeros_like_aval(aval(update)), *starts),
+    dynamic_slice.bind(ct, *starts, slice_sizes=aval(update).shape)], linear_args=(0, 1))
+linear_rules(gather, lambda ct, x, indices, *, axis: [
+    scatter_add.bind(zeros_like_aval(aval(x)), indices, ct, axis=axis)])
+linear_rules(scatter_add, lambda ct, x, indices, updates, *, axis: [
+    ct, gather.bind(ct, indices, axis=axis)], linear_args=(0, 2))
+zero_derivative_rules(iota)
