@@ -335,3 +335,22 @@ def jacrev(fun: Callable, argnums=0):
 def hessian(fun: Callable, argnums=0):
     """Forward-over-reverse: jacfwd(jacrev(fun))."""
     return jacfwd(jacrev(fun, argnums), argnums)
+
+
+def checkpoint(fun: Callable, policy: str | None = None):
+    """Rematerialize ``fun`` under reverse mode: the backward pass recomputes its intermediates from
+    its inputs instead of keeping them alive (memory for compute). Alias: ``remat``."""
+    from .primitives.control import checkpoint as checkpoint_p
+
+    @functools.wraps(fun)
+    def wrapped(*args):
+        closed, _, out_tree = trace(fun, args)
+        j = closed.jaxpr
+        from .ir.core import Jaxpr
+        body = Jaxpr([], j.constvars + j.invars, j.eqns, j.outvars)
+        outs = checkpoint_p.bind(*closed.consts, *tree_flatten(args)[0], jaxpr=body, policy=policy)
+        return tree_unflatten(out_tree, outs)
+    return wrapped
+
+
+remat = checkpoint

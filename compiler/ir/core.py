@@ -252,6 +252,7 @@ class Primitive:
         self.shape_rule: Callable | None = None
         self.jvp_rule: Callable | None = None
         self.vjp_rule: Callable | None = None
+        self.vjp_fwd: Callable | None = None     # (ins, **params) -> (outs, residuals), optional
         self.batch_rule: Callable | None = None
         self.sympy_rule: Callable | None = None
         PRIMITIVES[name] = self

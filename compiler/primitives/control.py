@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ..ir.core import Jaxpr, ShapedArray, bool_
 from ..ir.errors import ShapeError
+from ._lazy import cnp, lax
+from .derivatives import aval, zeros_like_aval
 from .structural import declare
 
 
@@ -88,3 +90,182 @@ cond = declare("cond", _cond, multiple_results=True)
 while_ = declare("while", _while, multiple_results=True)
 scan = declare("scan", _scan, multiple_results=True)
 checkpoint = declare("checkpoint", _checkpoint, multiple_results=True)
+
+
+# ---- derivatives: each rule re-enters lax with Python functions that differentiate the body, so
+# the derivative of a loop is a loop and the derivative of a branch is a branch ----------------
+
+def _split(xs, *sizes):
+    out, start = [], 0
+    for n in sizes:
+        out.append(list(xs[start:start + n]))
+        start += n
+    out.append(list(xs[start:]))
+    return out
+
+
+def _float_zeros(values_or_avals, tangents=None):
+    """Instantiate a tangent/cotangent for every float value (zeros where it is None); None elsewhere."""
+    out = []
+    for i, v in enumerate(values_or_avals):
+        a = v if isinstance(v, ShapedArray) else aval(v)
+        t = None if tangents is None else tangents[i]
+        out.append((t if t is not None else zeros_like_aval(a)) if a.dtype.is_float else None)
+    return out
+
+
+def _present(xs):
+    return [x for x in xs if x is not None]
+
+
+def _refill(template, values):
+    """Put ``values`` back at the non-None positions of ``template``."""
+    it = iter(values)
+    return [next(it) if t is not None else None for t in template]
+
+
+def _cond_jvp(primals, tangents, *, branches):
+    from ..transforms.ad import jvp_eval
+    index, ops = primals[0], list(primals[1:])
+    tops = list(tangents[1:])
+    out_avals = branches[0].out_avals
+
+    def branch_fn(b):
+        def f(*args):
+            ps, ts = args[:len(ops)], _refill(tops, args[len(ops):])
+            outs, touts = jvp_eval(b, [], ps, ts)
+            return outs, _present(_float_zeros(out_avals, touts))
+        return f
+
+    outs, touts = lax.switch(index, [branch_fn(b) for b in branches], *ops, *_present(tops))
+    return outs, _refill(_float_zeros(out_avals), touts)
+
+
+def _cond_vjp(cts, primals, outs, *, branches):
+    from ..transforms.ad import vjp_eval
+    index, ops = primals[0], list(primals[1:])
+    float_cts = _float_zeros(outs, cts)
+
+    def branch_fn(b):
+        def f(*args):
+            ps, cs = args[:len(ops)], _refill(float_cts, args[len(ops):])
+            _, backward = vjp_eval(b, [], ps)            # the backward branch recomputes its forward
+            return _present(_float_zeros(ps, backward(cs)))
+        return f
+
+    grads = lax.switch(index, [branch_fn(b) for b in branches], *ops, *_present(float_cts))
+    return [None] + _refill(_float_zeros(ops), grads)
+
+
+cond.jvp_rule, cond.vjp_rule = _cond_jvp, _cond_vjp
+
+
+def _scan_jvp(primals, tangents, *, jaxpr, num_consts, num_carry, length, reverse):
+    from ..transforms.ad import jvp_eval
+    consts, carry, xs = _split(primals, num_consts, num_carry)
+    tconsts, tcarry, txs = _split(tangents, num_consts, num_carry)
+    tcarry = _float_zeros(carry, tcarry)                     # a carry tangent may become non-zero later
+    nc = num_carry
+
+    def body(c, x):
+        carry_p, carry_t = c
+        x_p, x_t = x
+        ts = tconsts + _refill(tcarry, carry_t) + _refill(txs, x_t)
+        outs, touts = jvp_eval(jaxpr, [], consts + list(carry_p) + list(x_p), ts)
+        touts = _float_zeros(jaxpr.out_avals, touts)
+        return (outs[:nc], _present(touts[:nc])), (outs[nc:], _present(touts[nc:]))
+
+    (carry_out, tcarry_out), (ys, tys) = lax.scan(body, (carry, _present(tcarry)), (xs, _present(txs)),
+                                                  length=length, reverse=reverse)
+    return (list(carry_out) + list(ys),
+            _refill(tcarry, tcarry_out) + _refill(_float_zeros(jaxpr.out_avals[nc:]), tys))
+
+
+def _scan_vjp_fwd(ins, *, jaxpr, num_consts, num_carry, length, reverse):
+    """Forward scan that also stacks the carry entering each step: the residuals of the backward scan."""
+    from ..transforms.ad import eval_inline
+    consts, carry, xs = _split(ins, num_consts, num_carry)
+
+    def step(c, x):
+        outs = eval_inline(jaxpr, [], consts + list(c) + list(x))
+        return outs[:num_carry], (outs[num_carry:], list(c))
+
+    final, (ys, carry_history) = lax.scan(step, carry, xs, length=length, reverse=reverse)
+    return list(final) + list(ys), carry_history
+
+
+def _scan_vjp(cts, ins, outs, carry_history, *, jaxpr, num_consts, num_carry, length, reverse):
+    from ..transforms.ad import vjp_eval
+    consts, carry, xs = _split(ins, num_consts, num_carry)
+    ct_carry = _float_zeros(carry, cts[:num_carry])
+    ct_ys = _float_zeros(outs[num_carry:], cts[num_carry:])
+    ct_consts = _float_zeros(consts)
+
+    def back(c, x):
+        ct_c, ct_k = c
+        carry_in, x_i, ct_y = x
+        _, backward = vjp_eval(jaxpr, [], consts + list(carry_in) + list(x_i))  # recompute the step
+        g_consts, g_carry, g_xs = _split(backward(_refill(ct_carry, ct_c) + _refill(ct_ys, ct_y)),
+                                         num_consts, num_carry)
+        ct_k = [cnp.add(a, g) if g is not None else a for a, g in zip(ct_k, _present_like(ct_consts, g_consts))]
+        return (_present(_float_zeros(carry, g_carry)), ct_k), _present(_float_zeros(x_i, g_xs))
+
+    (ct_carry0, ct_k), ct_xs = lax.scan(back, (_present(ct_carry), _present(ct_consts)),
+                                        (carry_history, xs, _present(ct_ys)), length=length,
+                                        reverse=not reverse)
+    return (_refill(ct_consts, ct_k) + _refill(ct_carry, ct_carry0) + _refill(_float_zeros(xs), ct_xs))
+
+
+def _present_like(template, values):
+    """values at the non-None positions of template (None where a value is missing)."""
+    return [v for t, v in zip(template, values) if t is not None]
+
+
+scan.jvp_rule, scan.vjp_rule, scan.vjp_fwd = _scan_jvp, _scan_vjp, _scan_vjp_fwd
+
+
+def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+    from ..transforms.ad import eval_inline, jvp_eval
+    cconsts, bconsts, carry = _split(primals, cond_nconsts, body_nconsts)
+    _, tbconsts, tcarry = _split(tangents, cond_nconsts, body_nconsts)
+    tcarry = _float_zeros(carry, tcarry)
+
+    def cond_fn(c):
+        return eval_inline(cond_jaxpr, [], cconsts + list(c[0]))[0]
+
+    def body_fn(c):
+        outs, touts = jvp_eval(body_jaxpr, [], bconsts + list(c[0]), tbconsts + _refill(tcarry, c[1]))
+        return outs, _present(_float_zeros(outs, touts))
+
+    out, tout = lax.while_loop(cond_fn, body_fn, (carry, _present(tcarry)))
+    return list(out), _refill(tcarry, tout)
+
+
+def _while_vjp(cts, primals, outs, **params):
+    raise NotImplementedError(
+        "reverse-mode differentiation of while_loop is not supported: its trip count is only known at "
+        "run time, so the forward values cannot be saved. Use lax.fori_loop with Python-int bounds or "
+        "lax.scan (both reverse-differentiable), or forward mode (jvp, jacfwd).")
+
+
+while_.jvp_rule, while_.vjp_rule = _while_jvp, _while_vjp
+
+
+def _checkpoint_jvp(primals, tangents, *, jaxpr, policy=None):
+    from ..transforms.ad import jvp_eval
+    return jvp_eval(jaxpr, [], primals, tangents)
+
+
+def _checkpoint_vjp_fwd(ins, *, jaxpr, policy=None):
+    """Forward: run the region and save only its inputs; everything inside is recomputed."""
+    return checkpoint.bind(*ins, jaxpr=jaxpr, policy=policy), list(ins)
+
+
+def _checkpoint_vjp(cts, ins, outs, saved, *, jaxpr, policy=None):
+    from ..transforms.ad import vjp_eval
+    _, backward = vjp_eval(jaxpr, [], saved)
+    return backward(cts)
+
+
+checkpoint.jvp_rule, checkpoint.vjp_rule, checkpoint.vjp_fwd = (_checkpoint_jvp, _checkpoint_vjp,
+                                                                 _checkpoint_vjp_fwd)

@@ -57,20 +57,42 @@ def jvp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any],
     return outs, out_tangents
 
 
+def eval_inline(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> list:
+    """Evaluate jaxpr by binding each equation: records into the current trace, or computes."""
+    env: dict = {}
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = c
+    for v, a in zip(jaxpr.invars, args):
+        env[v] = a
+    for eqn in jaxpr.eqns:
+        outs = bind(eqn.primitive, [_read(env, a) for a in eqn.inputs], eqn.params)
+        for v, o in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs]):
+            env[v] = o
+    return [_read(env, a) for a in jaxpr.outvars]
+
+
 def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any]) -> tuple[list, Callable]:
     """Evaluate jaxpr forward; return (outs, backward) with backward(out_cts) -> input cotangents.
 
     The forward values that backward reads are the residuals: under a trace they are the variables
-    of the forward program that the backward program uses.
+    of the forward program that the backward program uses. A primitive with a ``vjp_fwd`` rule
+    (scan, checkpoint) computes its outputs and its residuals explicitly in the forward pass, and
+    its ``vjp_rule`` receives them.
     """
     env: dict = {}
+    residuals: dict[int, Any] = {}
     for v, c in zip(jaxpr.constvars, consts):
         env[v] = c
     for v, p in zip(jaxpr.invars, primals):
         env[v] = p
-    for eqn in jaxpr.eqns:
-        outs = bind(eqn.primitive, [_read(env, a) for a in eqn.inputs], eqn.params)
-        for v, o in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs]):
+    for k, eqn in enumerate(jaxpr.eqns):
+        ins = [_read(env, a) for a in eqn.inputs]
+        if eqn.primitive.vjp_fwd is not None:
+            outs, residuals[k] = eqn.primitive.vjp_fwd(ins, **eqn.params)
+        else:
+            outs = bind(eqn.primitive, ins, eqn.params)
+            outs = outs if eqn.primitive.multiple_results else [outs]
+        for v, o in zip(eqn.outvars, outs):
             env[v] = o
 
     def backward(out_cts: Sequence[Any | None]) -> list:
@@ -83,14 +105,16 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any]) -> tup
 
         for v, ct in zip(jaxpr.outvars, out_cts):
             accumulate(v, ct)
-        for eqn in reversed(jaxpr.eqns):
+        for k in reversed(range(len(jaxpr.eqns))):
+            eqn = jaxpr.eqns[k]
             cts = [ct_env.pop(v, None) for v in eqn.outvars]
             if all(ct is None for ct in cts):
                 continue
             rule = eqn.primitive.vjp_rule or _missing_rule(eqn, "VJP")
             ins = [_read(env, a) for a in eqn.inputs]
             outs = [env[v] for v in eqn.outvars]
-            for a, ct in zip(eqn.inputs, rule(cts, ins, outs, **eqn.params)):
+            extra = (residuals[k],) if k in residuals else ()
+            for a, ct in zip(eqn.inputs, rule(cts, ins, outs, *extra, **eqn.params)):
                 accumulate(a, ct)
         return [ct_env.get(v) for v in jaxpr.invars]
 
