@@ -112,3 +112,55 @@ def _conv(x: ShapedArray, w: ShapedArray, *, window_strides, padding, lhs_dilati
 
 
 conv_general_dilated = declare("conv_general_dilated", _conv)
+
+
+def _dilated(n: int, d: int) -> int:
+    return 0 if n == 0 else (n - 1) * d + 1
+
+
+def _conv_jvp(primals, tangents, **params):
+    (x, w), (tx, tw) = primals, tangents
+    out = conv_general_dilated.bind(x, w, **params)
+    return out, add_all([conv_general_dilated.bind(tx, w, **params) if tx is not None else None,
+                         conv_general_dilated.bind(x, tw, **params) if tw is not None else None])
+
+
+def _conv_vjp(cts, primals, outs, *, window_strides, padding, lhs_dilation, rhs_dilation,
+              feature_group_count):
+    """Both cotangents are convolutions again (as in XLA): the input's uses the flipped kernel with
+    strides and input dilation swapped; the kernel's correlates the input with the cotangent."""
+    (x, w), ct = primals, cts[0]
+    g = feature_group_count
+    n, c = aval(x).shape[:2]
+    o = aval(w).shape[0]
+    in_sp, k_sp, out_sp = aval(x).shape[2:], aval(w).shape[2:], aval(ct).shape[2:]
+    nsp = len(in_sp)
+    spatial = tuple(range(2, 2 + nsp))
+    lhs_dil = [_dilated(a, d) for a, d in zip(in_sp, lhs_dilation)]
+    rhs_dil = [_dilated(a, d) for a, d in zip(k_sp, rhs_dilation)]
+    out_dil = [_dilated(a, d) for a, d in zip(out_sp, window_strides)]
+
+    # d x: kernel (O, C/g, k) -> (C, O/g, k), flipped
+    wt = cnp.reshape(w, (g, o // g, c // g) + k_sp)
+    wt = cnp.reshape(cnp.transpose(wt, (0, 2, 1) + tuple(range(3, 3 + nsp))), (c, o // g) + k_sp)
+    wt = cnp.flip(wt, spatial)
+    before = [rd - lo - 1 for rd, (lo, _) in zip(rhs_dil, padding)]
+    after = [ld + rd - 1 - od - b for ld, rd, od, b in zip(lhs_dil, rhs_dil, out_dil, before)]
+    dx = conv_general_dilated.bind(ct, wt, window_strides=tuple(lhs_dilation),
+                                   padding=tuple(zip(before, after)), lhs_dilation=tuple(window_strides),
+                                   rhs_dilation=tuple(rhs_dilation), feature_group_count=g)
+
+    # d w: input as (C/g, g*N, spatial) correlated with the cotangent as (O, N, out)
+    xt = cnp.reshape(x, (n, g, c // g) + in_sp)
+    xt = cnp.reshape(cnp.transpose(xt, (2, 1, 0) + tuple(range(3, 3 + nsp))), (c // g, g * n) + in_sp)
+    ctt = cnp.transpose(ct, (1, 0) + spatial)
+    hi = [od - ld + rd - lo - 1 for od, ld, rd, (lo, _) in zip(out_dil, lhs_dil, rhs_dil, padding)]
+    dw = conv_general_dilated.bind(xt, ctt, window_strides=tuple(rhs_dilation),
+                                   padding=tuple((lo, h) for (lo, _), h in zip(padding, hi)),
+                                   lhs_dilation=tuple(lhs_dilation), rhs_dilation=tuple(window_strides),
+                                   feature_group_count=g)
+    dw = cnp.transpose(dw, (1, 0) + spatial)
+    return [dx if is_float(x) else None, dw if is_float(w) else None]
+
+
+conv_general_dilated.jvp_rule, conv_general_dilated.vjp_rule = _conv_jvp, _conv_vjp

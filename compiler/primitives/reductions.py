@@ -145,3 +145,91 @@ def _prod_vjp(cts, primals, outs, *, axes):
 
 
 reduce_prod.jvp_rule, reduce_prod.vjp_rule = _prod_jvp, _prod_vjp
+
+
+def _window_offsets(window_dimensions):
+    return list(np.ndindex(*window_dimensions))
+
+
+def _window_slices(xp, offset, window_strides, out_shape):
+    """The element at ``offset`` inside every window of the padded operand: one strided slice."""
+    from .structural import slice_
+    start = tuple(offset)
+    limit = tuple(o + (m - 1) * s + 1 for o, m, s in zip(offset, out_shape, window_strides))
+    return slice_.bind(xp, start_indices=start, limit_indices=limit, strides=tuple(window_strides))
+
+
+def _pad_with(x, value, padding):
+    from .structural import pad
+    return pad.bind(x, np.asarray(value, aval(x).dtype.np)[()],
+                    padding_config=tuple((lo, hi, 0) for lo, hi in padding))
+
+
+def _reduce_window_sum_T(ct, x, *, window_dimensions, window_strides, padding):
+    """Spread each window's cotangent back over the window: dilate the cotangent by the strides,
+    pad it, and sum windows of ones (a full correlation)."""
+    from .structural import pad
+    in_shape, out_shape = aval(x).shape, aval(ct).shape
+    config = []
+    for n, k, s, (lo, _), m in zip(in_shape, window_dimensions, window_strides, padding, out_shape):
+        before = k - lo - 1
+        after = n + k - 1 - ((m - 1) * s + 1) - before
+        config.append((before, after, s - 1))
+    spread = pad.bind(ct, np.zeros((), aval(ct).dtype.np), padding_config=tuple(config))
+    return [reduce_window_sum.bind(spread, window_dimensions=tuple(window_dimensions),
+                                   window_strides=(1,) * len(in_shape),
+                                   padding=((0, 0),) * len(in_shape))]
+
+
+linear_rules(reduce_window_sum, _reduce_window_sum_T)
+
+
+def _argmax_masks(x, window_dimensions, window_strides, padding, out):
+    """For each window offset, a 0/1 mask of the windows whose (first) maximum sits there."""
+    low = -np.inf if aval(x).dtype.is_float else np.iinfo(aval(x).dtype.np).min
+    xp = _pad_with(x, low, padding)
+    masks, taken = [], None
+    for offset in _window_offsets(window_dimensions):
+        hit = cnp.equal(_window_slices(xp, offset, window_strides, aval(out).shape), out)
+        if taken is not None:
+            hit = cnp.logical_and(hit, cnp.logical_not(taken))
+        taken = hit if taken is None else cnp.logical_or(taken, hit)
+        masks.append(cnp.astype(hit, aval(x).dtype))
+    return masks
+
+
+def _reduce_window_max_jvp(primals, tangents, *, window_dimensions, window_strides, padding):
+    (x,), (t,) = primals, tangents
+    out = reduce_window_max.bind(x, window_dimensions=window_dimensions, window_strides=window_strides,
+                                 padding=padding)
+    if t is None or not is_float(x):
+        return out, None
+    tp = _pad_with(t, 0, padding)
+    masks = _argmax_masks(x, window_dimensions, window_strides, padding, out)
+    return out, add_all([cnp.multiply(m, _window_slices(tp, off, window_strides, aval(out).shape))
+                         for m, off in zip(masks, _window_offsets(window_dimensions))])
+
+
+def _reduce_window_max_vjp(cts, primals, outs, *, window_dimensions, window_strides, padding):
+    """The cotangent of each window goes to its (first) maximum, as in max pooling's backward."""
+    from .structural import pad, slice_
+    (x,), ct = primals, cts[0]
+    if not is_float(x):
+        return [None]
+    masks = _argmax_masks(x, window_dimensions, window_strides, padding, outs[0])
+    padded_shape = [n + lo + hi for n, (lo, hi) in zip(aval(x).shape, padding)]
+    parts = []
+    for m, off in zip(masks, _window_offsets(window_dimensions)):
+        picked = cnp.multiply(m, ct)
+        # transpose of the strided slice at this offset: place back into the padded operand's shape
+        config = tuple((o, p - (o + (k - 1) * s + 1), s - 1)
+                       for o, p, k, s in zip(off, padded_shape, aval(ct).shape, window_strides))
+        parts.append(pad.bind(picked, np.zeros((), aval(ct).dtype.np), padding_config=config))
+    total = add_all(parts)
+    crop = slice_.bind(total, start_indices=tuple(lo for lo, _ in padding),
+                       limit_indices=tuple(lo + n for (lo, _), n in zip(padding, aval(x).shape)),
+                       strides=(1,) * len(padding))
+    return [crop]
+
+
+reduce_window_max.jvp_rule, reduce_window_max.vjp_rule = _reduce_window_max_jvp, _reduce_window_max_vjp
