@@ -354,3 +354,83 @@ def checkpoint(fun: Callable, policy: str | None = None):
 
 
 remat = checkpoint
+
+
+# ----------------------------------------------------------------------------------------------
+# Vectorization
+# ----------------------------------------------------------------------------------------------
+
+def _broadcast_prefix(spec, tree, what: str) -> list:
+    """One axis spec per leaf: an int/None applies to a whole argument, a tuple/list gives one per
+    positional argument (as JAX's in_axes)."""
+    leaves_per_arg = [tree_flatten(a)[0] for a in tree]
+    if spec is None or isinstance(spec, int):
+        return [spec for leaves in leaves_per_arg for _ in leaves]
+    if not isinstance(spec, (tuple, list)) or len(spec) != len(tree):
+        raise ValueError(f"vmap {what} must be an int, None, or a tuple with one entry per argument "
+                         f"({len(tree)}), got {spec!r}")
+    out = []
+    for s, leaves in zip(spec, leaves_per_arg):
+        if s is not None and not isinstance(s, int):
+            raise ValueError(f"vmap {what} entries must be int or None, got {s!r}")
+        out.extend([s] * len(leaves))
+    return out
+
+
+def vmap(fun: Callable, in_axes=0, out_axes=0):
+    """Vectorize ``fun`` over axis ``in_axes`` of its arguments; outputs stack the results on
+    ``out_axes``. Every primitive has a batching rule, so the result is one batched program."""
+    from . import numpy as cnp
+    from .ir.core import ShapedArray
+    from .transforms.batching import batch_eval
+
+    @functools.wraps(fun)
+    def batched(*args):
+        axes = _broadcast_prefix(in_axes, args, "in_axes")
+        leaves, in_tree = tree_flatten(tuple(args))
+        leaves = [cnp._operand(x) if not isinstance(x, (Tracer, np.ndarray)) else x for x in leaves]
+        sizes = set()
+        for x, ax in zip(leaves, axes):
+            if ax is not None:
+                nd = len(aval_of(x).shape)
+                if not -nd <= ax < nd:
+                    raise ValueError(f"vmap in_axes {ax} out of range for an argument of shape "
+                                     f"{aval_of(x).shape}")
+                sizes.add(aval_of(x).shape[ax])
+        if len(sizes) != 1:
+            raise ValueError(f"vmap needs one batch size, got sizes {sorted(sizes)} for in_axes {in_axes}"
+                             if sizes else "vmap needs at least one argument with a batch axis")
+        size = sizes.pop()
+        dims = [None if ax is None else ax % len(aval_of(x).shape) for x, ax in zip(leaves, axes)]
+        avals = []
+        for x, d in zip(leaves, dims):
+            a = aval_of(x)
+            avals.append(a if d is None else ShapedArray(a.shape[:d] + a.shape[d + 1:], a.dtype, a.weak_type))
+        box = []
+
+        def flat_fun(*tracers):
+            out = fun(*tree_unflatten(in_tree, list(tracers)))
+            out_leaves, out_tree = tree_flatten(out)
+            box.append(out_tree)
+            return out_leaves
+
+        closed = tracing.trace_flat(flat_fun, avals)
+        outs, out_dims = batch_eval(closed.jaxpr, closed.consts, leaves, dims, size)
+        out_tree = box[0]
+        o_axes = [out_axes] * len(outs) if out_axes is None or isinstance(out_axes, int) else \
+            _broadcast_prefix(out_axes, tree_unflatten(out_tree, outs) if isinstance(
+                tree_unflatten(out_tree, outs), tuple) else (tree_unflatten(out_tree, outs),), "out_axes")
+        results = []
+        for o, d, ax in zip(outs, out_dims, o_axes):
+            if ax is None:
+                if d is not None:
+                    raise ValueError("vmap out_axes=None needs an output that does not depend on the "
+                                     "batched inputs")
+                results.append(o)
+                continue
+            if d is None:
+                o = cnp.broadcast_to(cnp.asarray(o), (size,) + tuple(aval_of(cnp._operand(o)).shape))
+                d = 0
+            results.append(cnp.moveaxis(o, d, ax))
+        return tree_unflatten(out_tree, results)
+    return batched

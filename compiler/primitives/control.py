@@ -269,3 +269,98 @@ def _checkpoint_vjp(cts, ins, outs, saved, *, jaxpr, policy=None):
 
 checkpoint.jvp_rule, checkpoint.vjp_rule, checkpoint.vjp_fwd = (_checkpoint_jvp, _checkpoint_vjp,
                                                                  _checkpoint_vjp_fwd)
+
+
+# ---- batching ---------------------------------------------------------------------------------
+
+def _cond_batch(vals, dims, size, *, branches):
+    from ..transforms.batching import batch_jaxpr_call, batched_at_front
+    index, ops, op_dims = vals[0], list(vals[1:]), list(dims[1:])
+    if dims[0] is None:          # one branch for the whole batch: batch the branches themselves
+        def branch_fn(b):
+            return lambda *args: batch_jaxpr_call(b, args, op_dims, size)
+        outs = lax.switch(index, [branch_fn(b) for b in branches], *ops)
+        return outs, [0] * len(outs)
+    # a different branch per example: compute every branch, then select elementwise
+    results = [batch_jaxpr_call(b, ops, op_dims, size) for b in branches]
+    index = cnp.clip(batched_at_front(index, dims[0], size), 0, len(branches) - 1)
+    outs = []
+    for k in range(len(results[0])):
+        cases = [r[k] for r in results]
+        which = cnp.reshape(index, (size,) + (1,) * (len(aval(cases[0]).shape) - 1))
+        which = cnp.broadcast_to(which, aval(cases[0]).shape)
+        outs.append(_select_among(which, cases))
+    return outs, [0] * len(outs)
+
+
+def _select_among(which, cases):
+    from .elementwise import select_n
+    return select_n.bind(which, *cases)
+
+
+def _while_batch(vals, dims, size, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+    """Every carry is batched; with a batched predicate the loop runs while any example continues,
+    and finished examples keep their values."""
+    from ..transforms.batching import batch_eval, batch_jaxpr_call, batched_at_front
+    cconsts, bconsts, carry = _split(vals, cond_nconsts, body_nconsts)
+    cdims, bdims, _ = _split(dims, cond_nconsts, body_nconsts)
+    carry = [batched_at_front(c, d, size) for c, d in zip(carry, dims[cond_nconsts + body_nconsts:])]
+    nc = len(carry)
+
+    def predicate(c):
+        (p,), (pd,) = batch_eval(cond_jaxpr, [], cconsts + list(c), cdims + [0] * nc, size)
+        return p, pd
+
+    def body(c):
+        return batch_jaxpr_call(body_jaxpr, bconsts + list(c), bdims + [0] * nc, size)
+
+    def cond_fn(c):
+        p, pd = predicate(c)
+        return cnp.any(p) if pd is not None else p
+
+    def body_fn(c):
+        p, pd = predicate(c)
+        new = body(c)
+        if pd is None:
+            return new
+        p = batched_at_front(p, pd, size)
+        return [cnp.where(cnp.reshape(p, (size,) + (1,) * (len(aval(n).shape) - 1)), n, old)
+                for n, old in zip(new, c)]
+
+    outs = lax.while_loop(cond_fn, body_fn, carry)
+    return list(outs), [0] * nc
+
+
+def _scan_batch(vals, dims, size, *, jaxpr, num_consts, num_carry, length, reverse):
+    """Carries batched at axis 0, xs and ys at axis 1 (axis 0 is the scanned one)."""
+    from ..transforms.batching import batch_jaxpr_call, batched_at_front
+    consts, carry, xs = _split(vals, num_consts, num_carry)
+    kdims, cdims, xdims = _split(dims, num_consts, num_carry)
+    carry = [batched_at_front(c, d, size) for c, d in zip(carry, cdims)]
+    xs = [_batch_axis_to_1(x, d, size) for x, d in zip(xs, xdims)]
+
+    def step(c, x):
+        outs = batch_jaxpr_call(jaxpr, consts + list(c) + list(x), kdims + [0] * (len(c) + len(x)), size)
+        return outs[:num_carry], outs[num_carry:]
+
+    carry_out, ys = lax.scan(step, carry, xs, length=length, reverse=reverse)
+    return list(carry_out) + list(ys), [0] * num_carry + [1] * len(ys)
+
+
+def _batch_axis_to_1(x, d, size):
+    """xs of a scan: scanned axis first, batch axis second."""
+    if d is None:
+        shape = aval(x).shape
+        return cnp.broadcast_to(cnp.expand_dims(x, 1), (shape[0], size) + tuple(shape[1:]))
+    return cnp.moveaxis(x, d, 1)
+
+
+def _checkpoint_batch(vals, dims, size, *, jaxpr, policy=None):
+    from ..api import checkpoint as checkpoint_fn
+    from ..transforms.batching import batch_jaxpr_call
+    outs = checkpoint_fn(lambda *args: batch_jaxpr_call(jaxpr, args, dims, size), policy)(*vals)
+    return list(outs), [0] * len(outs)
+
+
+cond.batch_rule, while_.batch_rule = _cond_batch, _while_batch
+scan.batch_rule, checkpoint.batch_rule = _scan_batch, _checkpoint_batch

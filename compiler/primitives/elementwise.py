@@ -11,6 +11,7 @@ import math
 from ..ir.core import DType, Primitive, ShapedArray, bool_, dtype as to_dtype
 from ..ir.errors import ShapeError
 from ._lazy import cnp
+from ..transforms.batching import elementwise_batch_rule
 from .derivatives import (MINUS_ONE, ONE, elementwise_rules, is_float, linear_rules, typed,
                           zero_derivative_rules)
 
@@ -32,6 +33,7 @@ def unary(name: str, partial=None, kinds: str = _FLOAT + _INT, what: str = "nume
         return x if out_dtype is None else ShapedArray(x.shape, out_dtype)
 
     prim.shape_rule = rule
+    elementwise_batch_rule(prim)
     if partial is None:
         return zero_derivative_rules(prim)
     return elementwise_rules(prim, lambda x, out: (partial(x, out),))
@@ -84,6 +86,7 @@ def binary(name: str, partials=None, kinds: str = _FLOAT + _INT, what: str = "nu
         return ShapedArray(out.shape, bool_) if compare else out
 
     prim.shape_rule = rule
+    elementwise_batch_rule(prim)
     return zero_derivative_rules(prim) if partials is None else elementwise_rules(prim, partials)
 
 
@@ -150,6 +153,7 @@ def _integer_pow_rule(x: ShapedArray, *, y: int) -> ShapedArray:
 
 
 integer_pow.shape_rule = _integer_pow_rule
+elementwise_batch_rule(integer_pow)
 elementwise_rules(integer_pow, lambda x, out, *, y: (
     None if y == 0 else ONE if y == 1 else cnp.multiply(cnp.power(x, y - 1), typed(y, x)),))
 
@@ -162,6 +166,7 @@ def _convert_rule(x: ShapedArray, *, new_dtype) -> ShapedArray:
 
 
 convert_element_type.shape_rule = _convert_rule
+elementwise_batch_rule(convert_element_type)
 # linear between float types; an integer or boolean on either side has no derivative
 linear_rules(convert_element_type, lambda ct, x, *, new_dtype: [cnp.astype(ct, cnp.result_type(x))])
 
@@ -187,6 +192,7 @@ def _select_n_rule(which: ShapedArray, *cases: ShapedArray) -> ShapedArray:
 
 
 select_n.shape_rule = _select_n_rule
+elementwise_batch_rule(select_n)
 
 
 def _select_n_transpose(ct, which, *cases):

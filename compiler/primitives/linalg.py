@@ -7,6 +7,7 @@ from ..ir.core import ShapedArray, dtype as to_dtype
 from ..ir.errors import ShapeError
 from ._lazy import cnp
 from .derivatives import add_all, aval, is_float
+from ..transforms.batching import Decline, move_to_front, shift
 from .structural import _axes, _ints, declare
 
 
@@ -164,3 +165,37 @@ def _conv_vjp(cts, primals, outs, *, window_strides, padding, lhs_dilation, rhs_
 
 
 conv_general_dilated.jvp_rule, conv_general_dilated.vjp_rule = _conv_jvp, _conv_vjp
+
+
+# ---- batching ---------------------------------------------------------------------------------
+
+def _dot_batch(vals, dims, size, *, dimension_numbers, preferred_element_type=None):
+    """Both batched: one more batch dimension. One batched: its batch axis is a free dimension."""
+    (x, y), (dx, dy) = vals, dims
+    (ca, cb), (ba, bb) = dimension_numbers
+    extra = {} if preferred_element_type is None else {"preferred_element_type": preferred_element_type}
+    x, y = move_to_front(x, dx), move_to_front(y, dy)
+    if dx is not None and dy is not None:
+        dn = ((shift(ca), shift(cb)), ((0,) + shift(ba), (0,) + shift(bb)))
+        return dot_general.bind(x, y, dimension_numbers=dn, **extra), 0
+    if dx is not None:
+        dn = ((shift(ca), cb), (shift(ba), bb))
+        return dot_general.bind(x, y, dimension_numbers=dn, **extra), len(ba)
+    dn = ((ca, shift(cb)), (ba, shift(bb)))
+    free_x = len(aval(x).shape) - len(ca) - len(ba)
+    return dot_general.bind(x, y, dimension_numbers=dn, **extra), len(ba) + free_x
+
+
+def _conv_batch(vals, dims, size, **params):
+    """A batched input folds into the convolution's own batch dimension N."""
+    (x, w), (dx, dw) = vals, dims
+    if dw is not None:
+        raise Decline
+    x = move_to_front(x, dx)
+    shape = aval(x).shape
+    out = conv_general_dilated.bind(cnp.reshape(x, (size * shape[1],) + shape[2:]), w, **params)
+    return cnp.reshape(out, (size, shape[1]) + aval(out).shape[1:]), 0
+
+
+dot_general.batch_rule = _dot_batch
+conv_general_dilated.batch_rule = _conv_batch

@@ -7,6 +7,7 @@ from ..ir.core import ShapedArray, bool_, dtype as to_dtype
 from ..ir.errors import ShapeError
 from ._lazy import cnp
 from .derivatives import add_all, aval, is_float, linear_rules, zero_derivative_rules
+from ..transforms.batching import shift, unary_axes_rule
 from .structural import _axes, _ints, broadcast_in_dim, declare
 
 
@@ -233,3 +234,14 @@ def _reduce_window_max_vjp(cts, primals, outs, *, window_dimensions, window_stri
 
 
 reduce_window_max.jvp_rule, reduce_window_max.vjp_rule = _reduce_window_max_jvp, _reduce_window_max_vjp
+
+
+# ---- batching ---------------------------------------------------------------------------------
+for _prim in (reduce_sum, reduce_prod, reduce_max, reduce_min):
+    unary_axes_rule(_prim, lambda p, nd: dict(axes=shift(p["axes"])))
+unary_axes_rule(argmax, lambda p, nd: dict(axes=shift(p["axes"]), index_dtype=p["index_dtype"]))
+unary_axes_rule(cumsum, lambda p, nd: dict(axis=p["axis"] + 1, reverse=p.get("reverse", False)))
+for _prim in (reduce_window_max, reduce_window_sum):
+    unary_axes_rule(_prim, lambda p, nd: dict(
+        window_dimensions=(1,) + tuple(p["window_dimensions"]),
+        window_strides=(1,) + tuple(p["window_strides"]), padding=((0, 0),) + tuple(p["padding"])))

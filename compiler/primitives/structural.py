@@ -6,6 +6,8 @@ import numpy as np
 from ..ir.core import Primitive, ShapedArray, dtype as to_dtype
 from ..ir.errors import ShapeError
 from ._lazy import cnp
+from ..transforms.batching import (Decline, batched_at_front, move_to_front, shift,
+                                   unary_axes_rule)
 from .derivatives import aval, linear_rules, zero_derivative_rules, zeros_like_aval
 
 
@@ -265,3 +267,77 @@ linear_rules(gather, lambda ct, x, indices, *, axis: [
 linear_rules(scatter_add, lambda ct, x, indices, updates, *, axis: [
     ct, gather.bind(ct, indices, axis=axis)], linear_args=(0, 2))
 zero_derivative_rules(iota)
+
+
+# ---- batching: the batch axis goes first and the params shift past it ------------------------
+
+unary_axes_rule(transpose, lambda p, nd: dict(permutation=(0,) + shift(p["permutation"])))
+for _prim in (squeeze, expand_dims, rev):
+    unary_axes_rule(_prim, lambda p, nd: dict(dimensions=shift(p["dimensions"])))
+
+
+def _with_batch_size(rule):
+    """Rules whose params need the batch size (the new leading dimension)."""
+    def wrapped(vals, dims, size, **params):
+        x = move_to_front(vals[0], dims[0])
+        return rule(x, size, **params), 0
+    return wrapped
+
+
+broadcast_in_dim.batch_rule = _with_batch_size(lambda x, size, *, shape, broadcast_dimensions: broadcast_in_dim.bind(
+    x, shape=(size,) + tuple(shape), broadcast_dimensions=(0,) + shift(broadcast_dimensions)))
+reshape.batch_rule = _with_batch_size(lambda x, size, *, new_sizes: reshape.bind(
+    x, new_sizes=(size,) + tuple(new_sizes)))
+slice_.batch_rule = _with_batch_size(lambda x, size, *, start_indices, limit_indices, strides=None: slice_.bind(
+    x, start_indices=(0,) + tuple(start_indices), limit_indices=(size,) + tuple(limit_indices),
+    strides=(1,) + tuple(strides or (1,) * len(start_indices))))
+
+
+def _concatenate_batch(vals, dims, size, *, dimension):
+    return concatenate.bind(*[batched_at_front(v, d, size) for v, d in zip(vals, dims)],
+                            dimension=dimension + 1), 0
+
+
+def _pad_batch(vals, dims, size, *, padding_config):
+    if dims[1] is not None:
+        raise Decline
+    x = move_to_front(vals[0], dims[0])
+    return pad.bind(x, vals[1], padding_config=((0, 0, 0),) + tuple(padding_config)), 0
+
+
+def _dynamic_slice_batch(vals, dims, size, *, slice_sizes):
+    if any(d is not None for d in dims[1:]):
+        raise Decline                                   # batched start indices: mapped sequentially
+    x = move_to_front(vals[0], dims[0])
+    return dynamic_slice.bind(x, np.int32(0), *vals[1:], slice_sizes=(size,) + tuple(slice_sizes)), 0
+
+
+def _dynamic_update_slice_batch(vals, dims, size):
+    if any(d is not None for d in dims[2:]):
+        raise Decline
+    x, update = (batched_at_front(v, d, size) for v, d in zip(vals[:2], dims[:2]))
+    return dynamic_update_slice.bind(x, update, np.int32(0), *vals[2:]), 0
+
+
+def _gather_batch(vals, dims, size, *, axis):
+    (x, idx), (dx, di) = vals, dims
+    if di is None:
+        return gather.bind(move_to_front(x, dx), idx, axis=axis + 1), 0
+    if dx is None:
+        return gather.bind(x, idx, axis=axis), axis + di
+    raise Decline
+
+
+def _scatter_add_batch(vals, dims, size, *, axis):
+    if dims[1] is not None:
+        raise Decline
+    x, updates = batched_at_front(vals[0], dims[0], size), batched_at_front(vals[2], dims[2], size)
+    return scatter_add.bind(x, vals[1], updates, axis=axis + 1), 0
+
+
+concatenate.batch_rule = _concatenate_batch
+pad.batch_rule = _pad_batch
+dynamic_slice.batch_rule = _dynamic_slice_batch
+dynamic_update_slice.batch_rule = _dynamic_update_slice_batch
+gather.batch_rule = _gather_batch
+scatter_add.batch_rule = _scatter_add_batch
