@@ -100,3 +100,13 @@ def print_jaxpr(jaxpr: Jaxpr | ClosedJaxpr) -> str:
     if isinstance(jaxpr, ClosedJaxpr):
         jaxpr = jaxpr.jaxpr
     return _print(jaxpr, 0)
+
+
+def var_names(jaxpr: Jaxpr) -> dict:
+    """The names print_jaxpr gives a jaxpr's own (top-level) variables, for messages that refer to it."""
+    fresh = _names()
+    names = {v: next(fresh) for v in jaxpr.constvars + jaxpr.invars}
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            names[v] = next(fresh)
+    return names

@@ -204,3 +204,40 @@ def _select_n_transpose(ct, which, *cases):
 
 
 linear_rules(select_n, _select_n_transpose, linear_args=range(1, 256))
+
+
+# ---- sympy: each rule gets the sympy module and the operands' expressions ------------------------
+
+def _piecewise_select(sp, which, *cases):
+    if len(cases) == 2:
+        cond = which if isinstance(which, sp.logic.boolalg.Boolean) else sp.Ne(which, 0)
+        return sp.Piecewise((cases[1], cond), (cases[0], True))
+    return sp.Piecewise(*[(c, sp.Eq(which, i)) for i, c in enumerate(cases[:-1])], (cases[-1], True))
+
+
+def _sympy_convert(sp, x, *, new_dtype):
+    if isinstance(x, sp.logic.boolalg.Boolean):
+        return sp.Piecewise((1, x), (0, True))
+    return sp.floor(x) if to_dtype(new_dtype).is_int else x
+
+
+_SYMPY_RULES = {
+    neg: lambda sp, x: -x, sign: lambda sp, x: sp.sign(x), abs_: lambda sp, x: sp.Abs(x),
+    exp: lambda sp, x: sp.exp(x), log: lambda sp, x: sp.log(x), log1p: lambda sp, x: sp.log(1 + x),
+    expm1: lambda sp, x: sp.exp(x) - 1, tanh: lambda sp, x: sp.tanh(x),
+    logistic: lambda sp, x: 1 / (1 + sp.exp(-x)), sin: lambda sp, x: sp.sin(x),
+    cos: lambda sp, x: sp.cos(x), sqrt: lambda sp, x: sp.sqrt(x), rsqrt: lambda sp, x: 1 / sp.sqrt(x),
+    erf: lambda sp, x: sp.erf(x), floor: lambda sp, x: sp.floor(x), ceil: lambda sp, x: sp.ceiling(x),
+    stop_gradient: lambda sp, x: x, not_: lambda sp, x: sp.Not(x),
+    add: lambda sp, x, y: x + y, sub: lambda sp, x, y: x - y, mul: lambda sp, x, y: x * y,
+    div: lambda sp, x, y: x / y, pow_: lambda sp, x, y: x ** y, max_: lambda sp, x, y: sp.Max(x, y),
+    min_: lambda sp, x, y: sp.Min(x, y), rem: lambda sp, x, y: sp.Mod(x, y),
+    and_: lambda sp, x, y: sp.And(x, y), or_: lambda sp, x, y: sp.Or(x, y),
+    eq: lambda sp, x, y: sp.Eq(x, y), ne: lambda sp, x, y: sp.Ne(x, y), lt: lambda sp, x, y: x < y,
+    le: lambda sp, x, y: x <= y, gt: lambda sp, x, y: x > y, ge: lambda sp, x, y: x >= y,
+    integer_pow: lambda sp, x, *, y: x ** y,
+    convert_element_type: _sympy_convert,
+    select_n: _piecewise_select,
+}
+for _prim, _rule in _SYMPY_RULES.items():
+    _prim.sympy_rule = _rule

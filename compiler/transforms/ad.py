@@ -71,13 +71,16 @@ def eval_inline(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> lis
     return [_read(env, a) for a in jaxpr.outvars]
 
 
-def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any]) -> tuple[list, Callable]:
+def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any],
+             observe: Callable | None = None) -> tuple[list, Callable]:
     """Evaluate jaxpr forward; return (outs, backward) with backward(out_cts) -> input cotangents.
 
     The forward values that backward reads are the residuals: under a trace they are the variables
     of the forward program that the backward program uses. A primitive with a ``vjp_fwd`` rule
     (scan, checkpoint) computes its outputs and its residuals explicitly in the forward pass, and
-    its ``vjp_rule`` receives them.
+    its ``vjp_rule`` receives them. ``observe(eqn, outs, contributions)`` (for explain_grad) sees
+    each equation's forward outputs (contributions None) and, in reverse, the (input, cotangent,
+    input's adjoint so far) it contributes.
     """
     env: dict = {}
     residuals: dict[int, Any] = {}
@@ -94,6 +97,8 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any]) -> tup
             outs = outs if eqn.primitive.multiple_results else [outs]
         for v, o in zip(eqn.outvars, outs):
             env[v] = o
+        if observe:
+            observe(eqn, outs, None)
 
     def backward(out_cts: Sequence[Any | None]) -> list:
         ct_env: dict = {}
@@ -114,8 +119,12 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any]) -> tup
             ins = [_read(env, a) for a in eqn.inputs]
             outs = [env[v] for v in eqn.outvars]
             extra = (residuals[k],) if k in residuals else ()
-            for a, ct in zip(eqn.inputs, rule(cts, ins, outs, *extra, **eqn.params)):
+            contributions = rule(cts, ins, outs, *extra, **eqn.params)
+            for a, ct in zip(eqn.inputs, contributions):
                 accumulate(a, ct)
+            if observe:
+                observe(eqn, outs, [(a, ct, ct_env[a]) for a, ct in zip(eqn.inputs, contributions)
+                                    if a in ct_env and ct is not None])
         return [ct_env.get(v) for v in jaxpr.invars]
 
     return [_read(env, a) for a in jaxpr.outvars], backward
