@@ -206,9 +206,48 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
 
 
 def linearize(fun: Callable, *primals):
-    """``(fun(*primals), f_jvp)`` with ``f_jvp(*tangents)`` the directional derivative at primals."""
-    out = fun(*primals)
-    return out, lambda *tangents: jvp(fun, primals, tangents)[1]
+    """``(fun(*primals), f_jvp)``: f_jvp(*tangents) applies the derivative at primals without
+    recomputing fun. The JVP program is traced with the primals known and the tangents unknown, and
+    constant folding evaluates everything that does not depend on the tangents (partial evaluation):
+    what is left is the linear map, with the residuals as its constants."""
+    from .passes.fold import fold_constants
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    closed, _, out_tree = trace(fun, primals)
+    tangent_avals = [aval_of(p).strip_weak() for p in p_leaves]
+    box = []
+
+    def primal_and_tangent(*tangents):
+        outs, touts = _ad.jvp_eval(closed.jaxpr, closed.consts, p_leaves, list(tangents))
+        box.append(outs)
+        return outs + [t if t is not None else _zeros(aval_of(o)) for o, t in zip(outs, touts)]
+
+    linear = fold_constants(tracing.trace_flat(primal_and_tangent, tangent_avals))
+    n_out = len(linear.jaxpr.outvars) // 2
+    primal_outs = [_read_folded(linear, a) for a in linear.jaxpr.outvars[:n_out]]
+    j = linear.jaxpr
+    used = {a for e in j.eqns for a in e.inputs} | set(j.outvars[n_out:])
+    keep = [k for k, v in enumerate(j.constvars) if v in used]
+    tangent_program = ClosedJaxpr(type(j)([j.constvars[k] for k in keep], j.invars, j.eqns, j.outvars[n_out:]),
+                                  [linear.consts[k] for k in keep])
+    from .transforms.ad import eval_inline
+
+    def f_jvp(*tangents):
+        t_leaves, t_tree = tree_flatten(tuple(tangents))
+        if t_tree != p_tree:
+            raise TypeError(f"f_jvp expects tangents shaped like the primals {p_tree}, got {t_tree}")
+        ts = [_as_array(t, a) for t, a in zip(t_leaves, tangent_avals)]
+        return tree_unflatten(out_tree, eval_inline(tangent_program.jaxpr, tangent_program.consts, ts))
+
+    f_jvp.jaxpr = tangent_program            # the linear program, for inspection
+    return tree_unflatten(out_tree, primal_outs), f_jvp
+
+
+def _read_folded(closed: ClosedJaxpr, atom):
+    """The value of an output that folding made known (primal outputs never depend on tangents)."""
+    from .ir.core import Literal
+    if isinstance(atom, Literal):
+        return atom.value
+    return closed.consts[closed.jaxpr.constvars.index(atom)]
 
 
 def vjp(fun: Callable, *primals, has_aux: bool = False):
