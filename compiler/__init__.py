@@ -5,6 +5,7 @@
 """
 from . import ir, lax, primitives  # noqa: F401
 from . import numpy  # noqa: F401  (attaches operators and numpy dispatch to tracers)
+from . import nn, optim, random  # noqa: F401
 from .api import (Jitted, Lowered, checkpoint, grad, remat, hessian, jacfwd, jacrev, jit, jvp, linearize, make_jaxpr,
                   value_and_grad, vjp, vmap)
 from .explain import explain_grad

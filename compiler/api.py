@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import runtime
-from runtime.interpreter import apply_primitive
+import runtime.interpreter as _interpreter
 
 from . import tracing
 from .ir.core import ClosedJaxpr
@@ -20,7 +20,9 @@ from .tracing import Tracer, aval_of, trace
 from .transforms import ad as _ad
 from .tree_util import tree_flatten, tree_unflatten
 
-tracing.eager_apply = apply_primitive      # outside any trace, a primitive runs on the interpreter
+# outside any trace, a primitive runs on the numpy interpreter (looked up at call time, so that
+# importing runtime first works too)
+tracing.eager_apply = lambda prim, args, params: _interpreter.apply_primitive(prim, args, params)
 
 # The LLVM backend is not built yet (see README); until it is, jit runs on the numpy interpreter.
 DEFAULT_BACKEND = "numpy"

@@ -321,6 +321,17 @@ def invert(x):
 bitwise_not = invert
 
 
+def left_shift(x, y):
+    return _elementwise(_e.shift_left, x, y)
+
+
+def right_shift(x, y):
+    """numpy's >>: logical for unsigned integers, arithmetic (floor division by 2**y) for signed."""
+    if result_type(x, y).kind == "u":
+        return _elementwise(_e.shift_right_logical, x, y)
+    return floor_divide(x, left_shift(1, y) if not _is_python_scalar(y) else 2 ** y)
+
+
 def isnan(x):
     return not_equal(x, x)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+import ml_dtypes
 import numpy as np
 
 from compiler.ir.core import ClosedJaxpr, Jaxpr, Literal, Primitive, dtype as to_dtype
@@ -31,6 +32,21 @@ def _errstate(fn):
     return wrapped
 
 
+# ---- dtype kinds (ml_dtypes' types have numpy kind 'V', so ask by type) -------------------------
+_ML_FLOATS = {np.dtype(t) for t in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2)}
+_ML_INTS = {np.dtype(t) for t in (ml_dtypes.int4, ml_dtypes.uint4)}
+
+
+def _is_float(dt) -> bool:
+    dt = np.dtype(dt)
+    return dt.kind == "f" or dt in _ML_FLOATS
+
+
+def _is_int(dt) -> bool:
+    dt = np.dtype(dt)
+    return dt.kind in "iu" or dt in _ML_INTS
+
+
 # ---- elementwise ------------------------------------------------------------------------------
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -46,10 +62,18 @@ def _int_rem(x, y):
     return np.where(zero, 0, np.remainder(x, np.where(zero, 1, y)))
 
 
+def _shift(op, x, y):
+    """Shifts on the unsigned bit pattern (so right shifts are logical); out-of-range counts give 0."""
+    unsigned = np.dtype(f"u{x.dtype.itemsize}")
+    ok = (y >= 0) & (y < 8 * x.dtype.itemsize)
+    shifted = op(np.asarray(x).view(unsigned), np.where(ok, y, 0).astype(unsigned))
+    return np.asarray(np.where(ok, shifted, 0)).astype(unsigned).view(x.dtype)
+
+
 def _floaty(fn):
     """Float math on ml_dtypes types (bf16, f8) runs in float32 and rounds back."""
     def run(x):
-        if x.dtype.kind in "biu" or x.dtype.type in (np.float16, np.float32, np.float64):
+        if x.dtype.kind == "b" or _is_int(x.dtype) or x.dtype.type in (np.float16, np.float32, np.float64):
             return fn(x)
         return fn(x.astype(np.float32)).astype(x.dtype)
     return run
@@ -72,10 +96,11 @@ for _name, _fn in _UNARY.items():
 _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "pow": np.power,
     "max": np.maximum, "min": np.minimum, "and": np.bitwise_and, "or": np.bitwise_or,
-    "xor": np.bitwise_xor, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+    "xor": np.bitwise_xor, "shift_left": lambda x, y: _shift(np.left_shift, x, y),
+    "shift_right_logical": lambda x, y: _shift(np.right_shift, x, y), "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
     "gt": np.greater, "ge": np.greater_equal,
-    "div": lambda x, y: _int_div(x, y) if x.dtype.kind in "iu" else np.true_divide(x, y),
-    "rem": lambda x, y: _int_rem(x, y) if x.dtype.kind in "iu" else np.fmod(x, y),
+    "div": lambda x, y: _int_div(x, y) if _is_int(x.dtype) else np.true_divide(x, y),
+    "rem": lambda x, y: _int_rem(x, y) if _is_int(x.dtype) else np.fmod(x, y),
 }
 for _name, _fn in _BINARY.items():
     IMPLS[_name] = _errstate(_fn)
@@ -86,19 +111,23 @@ for _name, _fn in _BINARY.items():
 def _integer_pow(x, *, y):
     if y < 0:
         return 1 / np.power(x, -y)
-    return np.power(x, y) if x.dtype.kind in "iu" else x ** y
+    return np.power(x, y) if _is_int(x.dtype) else x ** y
 
 
 @impl("convert_element_type")
 @_errstate
 def _convert(x, *, new_dtype):
     target = to_dtype(new_dtype).np
-    if x.dtype.kind == "f" and target.kind in "iu":
+    if _is_float(x.dtype) and _is_int(target):
         # float -> int: numpy leaves out-of-range and NaN values undefined; define them by clamping
-        # (NaN -> 0) so that every backend agrees.
-        info = np.iinfo(target)
-        x = np.nan_to_num(np.trunc(x.astype(np.float64)), nan=0.0)
-        return np.clip(x, info.min, info.max).astype(target)
+        # (NaN -> 0, +-inf -> the limits) so that every backend agrees. The limits of 64-bit types are
+        # not exact in float64 (2**63 - 1 rounds up to 2**63), so compare first and convert only the
+        # values strictly inside the range.
+        info = ml_dtypes.iinfo(target)
+        xf = np.nan_to_num(np.trunc(x.astype(np.float64)), nan=0.0, posinf=np.inf, neginf=-np.inf)
+        hi, lo = xf >= float(info.max), xf <= float(info.min)
+        inside = np.where(hi | lo, 0.0, xf).astype(target)
+        return np.where(hi, np.asarray(info.max, target), np.where(lo, np.asarray(info.min, target), inside))
     return x.astype(target)
 
 
@@ -222,7 +251,7 @@ def _windows(x, window_dimensions, window_strides, padding, fill):
 
 @impl("reduce_window_max")
 def _reduce_window_max(x, *, window_dimensions, window_strides, padding):
-    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    fill = -np.inf if _is_float(x.dtype) else ml_dtypes.iinfo(x.dtype).min
     w = _windows(x, window_dimensions, window_strides, padding, fill)
     return w.max(axis=tuple(range(x.ndim, 2 * x.ndim)))
 
@@ -240,7 +269,7 @@ def _reduce_window_sum(x, *, window_dimensions, window_strides, padding):
 def _dot_general(a, b, *, dimension_numbers, preferred_element_type=None):
     (ca, cb), (ba, bb) = dimension_numbers
     out_dtype = a.dtype if preferred_element_type is None else to_dtype(preferred_element_type).np
-    if out_dtype.kind in "iu" or a.dtype.kind in "iu":
+    if _is_int(out_dtype) or _is_int(a.dtype):
         a, b = a.astype(np.int64), b.astype(np.int64)
     elif a.dtype.type not in (np.float32, np.float64):
         a, b = a.astype(np.float32), b.astype(np.float32)
@@ -279,7 +308,7 @@ def _conv(x, w, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_
     out_sp = view.shape[2:2 + nsp]
     view = view.reshape((n, g, cg) + out_sp + ksp)
     wg = w.reshape((g, o // g, cg) + ksp)
-    acc = np.float64 if x.dtype == np.float64 else (np.int64 if x.dtype.kind in "iu" else np.float32)
+    acc = np.float64 if x.dtype == np.float64 else (np.int64 if _is_int(x.dtype) else np.float32)
     spatial = "".join(chr(ord("h") + i) for i in range(nsp))
     kernel = "".join(chr(ord("p") + i) for i in range(nsp))
     out = np.einsum(f"ngc{spatial}{kernel},goc{kernel}->ngo{spatial}", view.astype(acc), wg.astype(acc),
