@@ -100,9 +100,11 @@ class Lowered:
 class Jitted:
     """The result of ``jit(f)``: traces once per input signature, caches, and runs on a backend."""
 
-    def __init__(self, fun: Callable, backend: str | None, static_argnums):
+    def __init__(self, fun: Callable, backend: str | None, static_argnums, passes=None):
+        from .passes import DEFAULT_PASSES
         functools.update_wrapper(self, fun)
         self.fun = fun
+        self.passes = DEFAULT_PASSES if passes is None else tuple(passes)
         self.backend = backend or DEFAULT_BACKEND
         if self.backend not in runtime.BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; expected 'numpy' or 'llvm'")
@@ -121,9 +123,10 @@ class Jitted:
         key, dyn_fun, dynamic, _ = self._key_and_dynamic(args, kwargs)
         lowered = self._cache.get(key)
         if lowered is None:
+            from .passes import run_passes
             closed, in_tree, out_tree = trace(dyn_fun, dynamic, kwargs)
             self.trace_count += 1
-            lowered = Lowered(closed, in_tree, out_tree, self.backend)
+            lowered = Lowered(run_passes(closed, self.passes), in_tree, out_tree, self.backend)
             self._cache[key] = lowered
         return lowered
 
@@ -136,14 +139,15 @@ class Jitted:
         return tree_unflatten(lowered.out_tree, outs)
 
 
-def jit(fun: Callable | None = None, *, backend: str | None = None, static_argnums=()):
+def jit(fun: Callable | None = None, *, backend: str | None = None, static_argnums=(), passes=None):
     """Compile ``fun`` for each new input signature (shapes, dtypes, static values) and cache it.
 
-    Usable as ``@jit``, ``@jit(backend="numpy")`` or ``jit(f, static_argnums=(1,))``.
+    Usable as ``@jit``, ``@jit(backend="numpy")`` or ``jit(f, static_argnums=(1,))``. The clean-up
+    passes (simplify, cse, dce) run on the traced program first; ``passes=()`` turns them off.
     """
     if fun is None:
-        return lambda f: Jitted(f, backend, static_argnums)
-    return Jitted(fun, backend, static_argnums)
+        return lambda f: Jitted(f, backend, static_argnums, passes)
+    return Jitted(fun, backend, static_argnums, passes)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,20 @@
-"""Program-to-program passes, each a function Jaxpr -> Jaxpr (ClosedJaxpr -> ClosedJaxpr)."""
+"""Program-to-program passes, each a function ClosedJaxpr -> ClosedJaxpr that keeps verify happy."""
+from .cse import cse
+from .dce import dce
 from .fold import fold_constants
+from .simplify import simplify
 
-__all__ = ["fold_constants"]
+DEFAULT_PASSES = ("simplify", "cse", "dce")
+PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants}
+
+
+def run_passes(closed, names=DEFAULT_PASSES):
+    """Apply the named passes in order."""
+    for name in names:
+        if name not in PASSES:
+            raise ValueError(f"unknown pass {name!r}; available: {', '.join(PASSES)}")
+        closed = PASSES[name](closed)
+    return closed
+
+
+__all__ = ["cse", "dce", "fold_constants", "simplify", "run_passes", "PASSES", "DEFAULT_PASSES"]
