@@ -382,20 +382,37 @@ def hessian(fun: Callable, argnums=0):
     return jacfwd(jacrev(fun, argnums), argnums)
 
 
-def checkpoint(fun: Callable, policy: str | None = None):
+def checkpoint(fun: Callable, policy: str | None = None, **options):
     """Rematerialize ``fun`` under reverse mode: the backward pass recomputes its intermediates from
-    its inputs instead of keeping them alive (memory for compute). Alias: ``remat``."""
+    its inputs instead of keeping them alive (memory for compute). Alias: ``remat``.
+
+    policy None / "nothing_saveable": keep only the inputs. Other policies ("every_k" with k=...,
+    "sqrt", "memory_budget" with budget_bytes=..., "dots_saveable") cut fun into several checkpointed
+    segments with compiler.passes.remat."""
+    from .ir.core import Jaxpr
     from .primitives.control import checkpoint as checkpoint_p
 
     @functools.wraps(fun)
     def wrapped(*args):
         closed, _, out_tree = trace(fun, args)
+        leaves = tree_flatten(args)[0]
+        if policy not in (None, "nothing_saveable"):
+            from .passes.remat import remat as remat_pass
+            program = remat_pass(closed, policy, **options)
+            return tree_unflatten(out_tree, _ad.eval_inline(program.jaxpr, program.consts, leaves))
         j = closed.jaxpr
-        from .ir.core import Jaxpr
         body = Jaxpr([], j.constvars + j.invars, j.eqns, j.outvars)
-        outs = checkpoint_p.bind(*closed.consts, *tree_flatten(args)[0], jaxpr=body, policy=policy)
+        outs = checkpoint_p.bind(*closed.consts, *leaves, jaxpr=body, policy=policy)
         return tree_unflatten(out_tree, outs)
     return wrapped
+
+
+def jaxpr_as_fun(closed: ClosedJaxpr) -> Callable:
+    """A Python function that runs a ClosedJaxpr (flat arguments, list of flat outputs) by binding its
+    equations: so a program from the parser or a pass can be jitted, differentiated or vmapped."""
+    def fun(*args):
+        return _ad.eval_inline(closed.jaxpr, closed.consts, args)
+    return fun
 
 
 remat = checkpoint

@@ -2,10 +2,12 @@
 from .cse import cse
 from .dce import dce
 from .fold import fold_constants
+from .memory import MemoryProfile, memory_profile
+from .remat import remat
 from .simplify import simplify
 
 DEFAULT_PASSES = ("simplify", "cse", "dce")
-PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants}
+PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants, "remat": remat}
 
 
 def run_passes(closed, names=DEFAULT_PASSES):
@@ -17,4 +19,5 @@ def run_passes(closed, names=DEFAULT_PASSES):
     return closed
 
 
-__all__ = ["cse", "dce", "fold_constants", "simplify", "run_passes", "PASSES", "DEFAULT_PASSES"]
+__all__ = ["cse", "dce", "fold_constants", "simplify", "remat", "memory_profile", "MemoryProfile",
+           "run_passes", "PASSES", "DEFAULT_PASSES"]

@@ -12,12 +12,19 @@ from ..ir.core import ClosedJaxpr, Jaxpr, Literal, Var
 from ..tracing import Tracer, bind
 
 
+def _expands(eqn) -> bool:
+    """Results larger than every input (broadcasts of a literal, iota) stay as equations: storing them
+    as constants would cost memory that computing them does not."""
+    biggest_input = max((a.aval.size for a in eqn.inputs), default=1)
+    return any(v.aval.size > max(biggest_input, 1) for v in eqn.outvars)
+
+
 def fold_constants(closed: ClosedJaxpr) -> ClosedJaxpr:
     jaxpr = closed.jaxpr
     known: dict = dict(zip(jaxpr.constvars, closed.consts))
     kept = []
     for eqn in jaxpr.eqns:
-        if all(isinstance(a, Literal) or a in known for a in eqn.inputs):
+        if all(isinstance(a, Literal) or a in known for a in eqn.inputs) and not _expands(eqn):
             outs = bind(eqn.primitive, [a.value if isinstance(a, Literal) else known[a] for a in eqn.inputs],
                         eqn.params)
             known.update(zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs]))
