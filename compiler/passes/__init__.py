@@ -3,6 +3,8 @@ from .cse import cse
 from .dce import dce
 from .fold import fold_constants
 from .memory import MemoryProfile, memory_profile
+from .pareto import pareto_front
+from .prune import is_n_m_sparse, prune, sparsity_of
 from .remat import remat
 from .simplify import simplify
 
@@ -20,4 +22,5 @@ def run_passes(closed, names=DEFAULT_PASSES):
 
 
 __all__ = ["cse", "dce", "fold_constants", "simplify", "remat", "memory_profile", "MemoryProfile",
+           "prune", "is_n_m_sparse", "sparsity_of", "pareto_front",
            "run_passes", "PASSES", "DEFAULT_PASSES"]
