@@ -5,6 +5,7 @@ from .fold import fold_constants
 from .memory import MemoryProfile, memory_profile
 from .pareto import pareto_front
 from .prune import is_n_m_sparse, prune, sparsity_of
+from .quantize import QuantizationReport, quantization_report, quantize
 from .remat import remat
 from .simplify import simplify
 
@@ -22,5 +23,6 @@ def run_passes(closed, names=DEFAULT_PASSES):
 
 
 __all__ = ["cse", "dce", "fold_constants", "simplify", "remat", "memory_profile", "MemoryProfile",
-           "prune", "is_n_m_sparse", "sparsity_of", "pareto_front",
+           "prune", "is_n_m_sparse", "sparsity_of", "pareto_front", "quantize", "quantization_report",
+           "QuantizationReport",
            "run_passes", "PASSES", "DEFAULT_PASSES"]
