@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +28,9 @@ class Explanation:
     forward: list
     backward: list
     gradients: Any
+    jaxpr: Any = None
+    values: dict = field(default_factory=dict)      # variable name -> forward value
+    adjoints: dict = field(default_factory=dict)    # variable name -> d output / d variable
 
     def __str__(self) -> str:
         lines = ["forward pass (values):"]
@@ -64,12 +67,16 @@ def explain_grad(fun: Callable, argnums: int | tuple = 0):
         primals = [np.asarray(x, v.aval.dtype.np) for v, x in zip(jaxpr.invars, leaves)]
         forward = [Step(f"{names[v]} (input)", x, []) for v, x in zip(jaxpr.invars, primals)]
         backward = []
+        values = {names[v]: x for v, x in zip(jaxpr.invars, primals)}
+        adjoints = {names[jaxpr.outvars[0]]: np.ones((), jaxpr.outvars[0].aval.dtype.np)}
 
         def observe(eqn, outs, contributions):
             if contributions is None:
                 forward.append(Step(text(eqn), outs[0] if len(outs) == 1 else outs, []))
+                values.update((names[v], o) for v, o in zip(eqn.outvars, outs))
             else:
                 backward.append(Step(text(eqn), None, [(names[a], ct, total) for a, ct, total in contributions]))
+                adjoints.update((names[a], total) for a, _, total in contributions)
 
         (out,), vjp_backward = _ad.vjp_eval(jaxpr, closed.consts, primals, observe)
         backward.append(Step(f"{names[jaxpr.outvars[0]]}̄ = 1 (seed)", None, []))
@@ -77,7 +84,8 @@ def explain_grad(fun: Callable, argnums: int | tuple = 0):
         nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
         grads = [cts[n] if cts[n] is not None else np.zeros(jaxpr.invars[n].aval.shape,
                                                              jaxpr.invars[n].aval.dtype.np) for n in nums]
-        explanation = Explanation(forward, backward, grads[0] if isinstance(argnums, int) else tuple(grads))
+        explanation = Explanation(forward, backward, grads[0] if isinstance(argnums, int) else tuple(grads),
+                                  closed, values, adjoints)
         print(explanation)
         return explanation
     return run
