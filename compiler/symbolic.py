@@ -64,6 +64,11 @@ def jaxpr_to_sympy(jaxpr: Jaxpr, consts: Sequence[Any], symbols: Sequence[sp.Exp
         name = eqn.primitive.name
         if eqn.primitive.sympy_rule is not None:
             out = eqn.primitive.sympy_rule(sp, *ins, **eqn.params)
+        elif name == "cond":                 # a branch per index value: a Piecewise per output
+            index, ops = ins[0], ins[1:]
+            branches = [jaxpr_to_sympy(b, [], ops) for b in eqn.params["branches"]]
+            out = [sp.Piecewise(*[(b[k], sp.Eq(index, i)) for i, b in enumerate(branches[:-1])],
+                                (branches[-1][k], True)) for k in range(len(branches[0]))]
         elif name in _ONE_ELEMENT_IDENTITY and all(o.aval.size == 1 for o in eqn.outvars) and \
                 all(a.aval.size == 1 for a in eqn.inputs):
             out = ins[0]

@@ -100,8 +100,10 @@ def _where_nonzero(cond, value, like):
 
 
 def _pow_partials(x, y, out):
-    # d/dx x^y = y x^(y-1) (0 where y == 0); d/dy x^y = x^y log x (0 where x == 0), as JAX does
-    dx = _where_nonzero(cnp.not_equal(y, 0), cnp.multiply(y, cnp.power(x, cnp.subtract(y, 1))), out)
+    # d/dx x^y = y x^(y-1) (0 at x == y == 0, not 0 * inf; multiplying by y, not masking where
+    # y == 0, keeps d2/dxdy = 1/x there); d/dy x^y = x^y log x (0 where x == 0), as JAX does
+    base = cnp.where(cnp.logical_and(cnp.equal(x, 0), cnp.equal(y, 0)), typed(1, x), x)
+    dx = cnp.multiply(y, cnp.power(base, cnp.subtract(y, 1)))
     dy = _where_nonzero(cnp.not_equal(x, 0), cnp.multiply(out, cnp.log(cnp.where(
         cnp.equal(x, 0), typed(1, x), x))), out)
     return dx, dy
@@ -236,6 +238,7 @@ _SYMPY_RULES = {
     div: lambda sp, x, y: x / y, pow_: lambda sp, x, y: x ** y, max_: lambda sp, x, y: sp.Max(x, y),
     min_: lambda sp, x, y: sp.Min(x, y), rem: lambda sp, x, y: sp.Mod(x, y),
     and_: lambda sp, x, y: sp.And(x, y), or_: lambda sp, x, y: sp.Or(x, y),
+    xor: lambda sp, x, y: sp.Xor(x, y), is_finite: lambda sp, x: sp.true,
     eq: lambda sp, x, y: sp.Eq(x, y), ne: lambda sp, x, y: sp.Ne(x, y), lt: lambda sp, x, y: x < y,
     le: lambda sp, x, y: x <= y, gt: lambda sp, x, y: x > y, ge: lambda sp, x, y: x >= y,
     integer_pow: lambda sp, x, *, y: x ** y,
