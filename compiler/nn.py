@@ -77,7 +77,13 @@ def logsumexp(x, axis=None, keepdims: bool = False):
 
 
 def log_softmax(x, axis: int = -1):
-    return cnp.subtract(x, logsumexp(x, axis=axis, keepdims=True))
+    """(x - max) - log(sum(exp(x - max))): subtracting the maximum first keeps float32 precision
+    when |x| is large (adding log(sum) back to a max of 1e4 would round it away)."""
+    x = cnp.asarray(x)
+    m = lax.stop_gradient(cnp.max(x, axis=axis, keepdims=True))
+    m = cnp.where(cnp.isfinite(m), m, _typed(0, x))
+    shifted = cnp.subtract(x, m)
+    return cnp.subtract(shifted, cnp.log(cnp.sum(cnp.exp(shifted), axis=axis, keepdims=True)))
 
 
 def softmax(x, axis: int = -1):
@@ -247,6 +253,8 @@ def multi_head_attention(query, key, value, num_heads: int, w_q, w_k, w_v, w_o,
     scores = cnp.divide(cnp.matmul(q, cnp.swapaxes(k, -1, -2)), _typed(math.sqrt(head), q))
     if mask is not None:
         mask = cnp.asarray(mask)
+        if cnp.ndim(mask) == 3:                   # (B, L, S): the same mask for every head
+            mask = cnp.expand_dims(mask, 1)
         if cnp.result_type(mask).name == "bool":
             scores = cnp.where(mask, scores, _typed(-np.inf, scores))
         else:

@@ -7,11 +7,13 @@ jitted and vmapped like anything else.
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from . import numpy as cnp
-from .ir.core import DEFAULT_FLOAT, dtype as to_dtype, u32
+from .ir.core import DEFAULT_FLOAT, dtype as to_dtype, f32, u32
 from .primitives.structural import scatter_add
+from .tracing import Tracer
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = 0x1BD11BDA
@@ -78,17 +80,36 @@ def fold_in(key, data: int):
     return cnp.concatenate([x0, x1])
 
 
+def _mantissa_bits(d) -> int:
+    """How many random bits a uniform of dtype d can hold exactly: its significand (at most 32)."""
+    return min(int(ml_dtypes.finfo(d.np).nmant) + 1, 32)
+
+
 def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
-    """Uniform on [minval, maxval): the top 24 bits of each word, scaled exactly into [0, 1)."""
+    """Uniform on [minval, maxval) (the bounds rounded to dtype): the top bits of each word, as many
+    as the dtype's significand holds (24 for float32), scaled exactly into [0, 1)."""
     d = to_dtype(dtype) if dtype is not None else DEFAULT_FLOAT
+    if not d.is_float:
+        raise TypeError(f"uniform needs a floating dtype, got {d}")
+    nbits = _mantissa_bits(d)
     bits = random_bits(key, shape)
-    unit = cnp.multiply(cnp.astype(cnp.right_shift(bits, np.uint32(8)), d), np.asarray(2.0 ** -24, d.np))
-    return cnp.add(cnp.multiply(unit, np.asarray(maxval - minval, d.np)), np.asarray(minval, d.np))
+    if nbits < 32:
+        bits = cnp.right_shift(bits, np.uint32(32 - nbits))
+    unit = cnp.multiply(cnp.astype(bits, d), np.asarray(2.0 ** -nbits, d.np))
+    lo, hi = np.asarray(minval, d.np), np.asarray(maxval, d.np)
+    out = cnp.add(cnp.multiply(unit, np.asarray(hi - lo, d.np)), lo)
+    # lo + unit * (hi - lo) can round up to hi: keep the interval half-open
+    return cnp.minimum(out, np.nextafter(hi, lo))
 
 
 def normal(key, shape=(), dtype=None):
-    """Standard normal samples (Box-Muller transform of two uniforms)."""
+    """Standard normal samples (Box-Muller transform of two uniforms); float16 and bfloat16 samples
+    are drawn in float32 and rounded."""
     d = to_dtype(dtype) if dtype is not None else DEFAULT_FLOAT
+    if not d.is_float:
+        raise TypeError(f"normal needs a floating dtype, got {d}")
+    if d.itemsize < 4:
+        return cnp.astype(normal(key, shape, f32), d)
     shape = tuple(shape) if not isinstance(shape, int) else (shape,)
     k1, k2 = split(key)
     u1 = cnp.subtract(np.asarray(1.0, d.np), uniform(k1, shape, d))        # in (0, 1]: log is finite
@@ -107,7 +128,11 @@ def permutation(key, x):
     """A random permutation of range(x) (an int) or of the first axis of array x."""
     n = int(x) if isinstance(x, (int, np.integer)) else cnp.shape(x)[0]
     bits = random_bits(key, (n,))
-    # rank of each element when sorted by its random word (ties broken by position): a permutation
+    if not isinstance(bits, Tracer):
+        # eager: the same permutation (a stable sort by the random words) in O(n log n)
+        order = np.argsort(np.asarray(bits), kind="stable").astype(np.int32)
+        return order if isinstance(x, (int, np.integer)) else cnp.take(x, order, axis=0)
+    # traced: rank of each element when sorted by its random word (ties broken by position): a permutation
     below = cnp.less(bits[None, :], bits[:, None])
     earlier_tie = cnp.logical_and(cnp.equal(bits[None, :], bits[:, None]),
                                   np.tril(np.ones((n, n), bool), -1))

@@ -27,7 +27,7 @@ class DType:
         """'b' (bool), 'i' (signed), 'u' (unsigned) or 'f' (floating), including ml_dtypes' types."""
         if self.name == "bool":
             return "b"
-        return self.name[0]
+        return "f" if self.name == "bf16" else self.name[0]
 
     @property
     def itemsize(self) -> int:

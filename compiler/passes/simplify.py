@@ -48,7 +48,9 @@ def _identity_operand(eqn: Eqn):
 
 def _fused(eqn: Eqn, producer: dict) -> Eqn | None:
     """A reshape of a reshape (or transpose of a transpose, broadcast of a broadcast) as one."""
-    name, (x, *_) = eqn.primitive.name, eqn.inputs
+    if not eqn.inputs:
+        return None
+    name, x = eqn.primitive.name, eqn.inputs[0]
     inner = producer.get(x) if isinstance(x, Var) else None
     if inner is None or inner.primitive.name != name:
         return None
