@@ -187,13 +187,15 @@ def _zeros(aval):
     return cnp.zeros(aval.shape, aval.dtype)
 
 
-def _check_differentiable(leaves, what: str):
-    for i, x in enumerate(leaves):
-        a = aval_of(x)
-        if not a.dtype.is_float:
-            raise TypeError(f"{what} requires floating-point inputs, but input {i} is {a} (integer and "
-                            f"boolean values have no derivative; mark them static or leave them out of "
-                            f"argnums)")
+def _check_differentiable(args: Sequence[Any], argnums: Sequence[int], what: str):
+    for n, arg in zip(argnums, args):
+        leaves, tree = tree_flatten(arg)
+        for k, x in enumerate(leaves):
+            a = aval_of(x)
+            if not a.dtype.is_float:
+                where = f"argument {n}" + (f" (leaf {k} of {tree})" if len(leaves) > 1 or tree.node_type else "")
+                raise TypeError(f"{what} requires floating-point inputs, but {where} is {a} (integer and "
+                                f"boolean values have no derivative; leave them out of argnums)")
 
 
 def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
@@ -287,13 +289,14 @@ def value_and_grad(fun: Callable, argnums=0, has_aux: bool = False):
     def wrapped(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
         selected = [args[n] for n in nums]
-        _check_differentiable(tree_flatten(selected)[0], "grad")
+        _check_differentiable(selected, nums, "grad")
         results = vjp(_replace_args(fun, args, nums, kwargs), *selected, has_aux=has_aux)
         value, vjp_fn = results[0], results[1]
-        value_leaves = tree_flatten(value)[0]
-        if len(value_leaves) != 1 or aval_of(value_leaves[0]).shape != () or \
+        value_leaves, value_tree = tree_flatten(value)
+        if value_tree.node_type is not None or aval_of(value_leaves[0]).shape != () or \
                 not aval_of(value_leaves[0]).dtype.is_float:
-            got = ", ".join(str(aval_of(v)) for v in value_leaves)
+            got = ", ".join(str(aval_of(v)) for v in value_leaves) + (
+                f" in a {value_tree}" if value_tree.node_type is not None else "")
             raise TypeError(f"grad requires a function returning one float scalar, got ({got}); use "
                             f"jacrev/vjp for other outputs" + (" or has_aux=True for extra outputs"
                                                               if not has_aux else ""))
@@ -320,7 +323,7 @@ def _jacobian(fun: Callable, argnums, forward: bool):
         selected = tuple(args[n] for n in nums)
         f = _replace_args(fun, args, nums, kwargs)
         in_leaves, in_tree = tree_flatten(selected)
-        _check_differentiable(in_leaves, "jacfwd" if forward else "jacrev")
+        _check_differentiable(selected, nums, "jacfwd" if forward else "jacrev")
         in_avals = [aval_of(x) for x in in_leaves]
         closed, _, out_tree = trace(f, selected)
         out_avals = closed.out_avals

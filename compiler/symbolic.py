@@ -202,9 +202,11 @@ def _kink_candidates(expr: sp.Expr) -> list[sp.Expr]:
 
 
 def _one_sided_slopes(expr, x, p, h=sp.Rational(1, 10 ** 12)):
+    """Slopes just left and right of p (from points beside p, not p itself, so that a jump below
+    the tolerance does not masquerade as a kink) and the jump across p."""
     f = lambda v: sp.N(expr.subs(x, v), 40)
-    left = (f(p) - f(p - h)) / h
-    right = (f(p + h) - f(p)) / h
+    left = (f(p - h) - f(p - 2 * h)) / h
+    right = (f(p + 2 * h) - f(p + h)) / h
     jump = abs(f(p + h) - f(p - h))
     return left, right, jump
 

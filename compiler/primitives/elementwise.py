@@ -197,7 +197,7 @@ def _select_n_rule(which: ShapedArray, *cases: ShapedArray) -> ShapedArray:
 
 
 select_n.shape_rule = _select_n_rule
-elementwise_batch_rule(select_n)
+elementwise_batch_rule(select_n, scalar_operands=(0,))     # cases must share one shape
 
 
 def _select_n_transpose(ct, which, *cases):

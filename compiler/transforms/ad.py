@@ -119,12 +119,13 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence[Any], primals: Sequence[Any],
             ins = [_read(env, a) for a in eqn.inputs]
             outs = [env[v] for v in eqn.outvars]
             extra = (residuals[k],) if k in residuals else ()
-            contributions = rule(cts, ins, outs, *extra, **eqn.params)
-            for a, ct in zip(eqn.inputs, contributions):
+            seen = []
+            for a, ct in zip(eqn.inputs, rule(cts, ins, outs, *extra, **eqn.params)):
                 accumulate(a, ct)
+                if observe and ct is not None and a in ct_env:
+                    seen.append((a, ct, ct_env[a]))          # the adjoint so far, after this term
             if observe:
-                observe(eqn, outs, [(a, ct, ct_env[a]) for a, ct in zip(eqn.inputs, contributions)
-                                    if a in ct_env and ct is not None])
+                observe(eqn, outs, seen)
         return [ct_env.get(v) for v in jaxpr.invars]
 
     return [_read(env, a) for a in jaxpr.outvars], backward

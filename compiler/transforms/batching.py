@@ -88,9 +88,10 @@ def sequential(prim, vals, dims, size, params):
 
 # ---- family rules -----------------------------------------------------------------------------
 
-def elementwise_batch_rule(prim):
-    """Elementwise primitives: batch axes first, every operand at the full batched shape (unbatched
-    rank-0 operands stay scalars)."""
+def elementwise_batch_rule(prim, scalar_operands=None):
+    """Elementwise primitives: batch axes first, every operand at the full batched shape. Unbatched
+    rank-0 operands stay scalars where the primitive takes them (``scalar_operands``: positions that
+    may stay rank-0; default all)."""
     def rule(vals, dims, size, **params):
         out_shape = ()
         for v, d in zip(vals, dims):
@@ -100,8 +101,8 @@ def elementwise_batch_rule(prim):
             out_shape = s if len(s) > len(out_shape) else out_shape
         full = (size,) + out_shape
         args = []
-        for v, d in zip(vals, dims):
-            if d is None and aval_of(v).shape == ():
+        for i, (v, d) in enumerate(zip(vals, dims)):
+            if d is None and aval_of(v).shape == () and (scalar_operands is None or i in scalar_operands):
                 args.append(v)
                 continue
             v = batched_at_front(v, d, size)
