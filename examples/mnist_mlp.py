@@ -48,6 +48,46 @@ def loss_fn(params, x, y):
     return nn.cross_entropy(model(params, x), y)
 
 
+@tj.jit
+def evaluate(params, x, y):
+    """(cross-entropy, accuracy) of the model on a labelled set."""
+    logits = model(params, x)
+    return nn.cross_entropy(logits, y), cnp.mean(cnp.equal(cnp.argmax(logits, axis=-1), y))
+
+
+def train(params, train_set, test_set, epochs: int, batch_size: int = 64, lr: float = 1e-3,
+          seed: int = 0, desc: str = "mnist_mlp"):
+    """Adam on minibatches with one jitted train step; returns (params, history, train_step)."""
+    (x_train, y_train), (x_test, y_test) = train_set, test_set
+    opt = optim.adam(lr=lr)
+    opt_state = opt.init(params)
+
+    @tj.jit
+    def train_step(params, opt_state, x, y):
+        loss, grads = tj.value_and_grad(loss_fn)(params, x, y)
+        params, opt_state = opt.update(grads, opt_state, params)
+        return params, opt_state, loss
+
+    rng = np.random.default_rng(seed)
+    history = {"step_losses": [], "epoch_losses": [], "test_accs": [],
+               "initial_loss": float(evaluate(params, x_train, y_train)[0]),
+               "steps_per_epoch": len(x_train) // batch_size}
+    with tqdm(total=epochs * history["steps_per_epoch"], desc=desc, unit="step") as bar:
+        for epoch in range(epochs):
+            losses = []
+            for x, y in batches(x_train, y_train, batch_size, rng):
+                params, opt_state, loss = train_step(params, opt_state, x, y)
+                losses.append(float(loss))
+                bar.update(1)
+            _, acc = evaluate(params, x_test, y_test)
+            history["step_losses"] += losses
+            history["epoch_losses"].append(float(np.mean(losses)))
+            history["test_accs"].append(float(acc))
+            bar.set_postfix(epoch=epoch + 1, loss=f"{history['epoch_losses'][-1]:.3f}",
+                            test_acc=f"{history['test_accs'][-1]:.3f}")
+    return params, history, train_step
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small subset and 2 epochs (for tests)")
@@ -66,37 +106,10 @@ def main(argv=None):
 
     params = init_params(random.PRNGKey(args.seed), (784, args.hidden, 10))
     nn.summary(model, params, x_train[:args.batch_size])
-    opt = optim.adam(lr=args.lr)
-    opt_state = opt.init(params)
-
-    @tj.jit
-    def train_step(params, opt_state, x, y):
-        loss, grads = tj.value_and_grad(loss_fn)(params, x, y)
-        params, opt_state = opt.update(grads, opt_state, params)
-        return params, opt_state, loss
-
-    @tj.jit
-    def evaluate(params, x, y):
-        logits = model(params, x)
-        return nn.cross_entropy(logits, y), cnp.mean(cnp.equal(cnp.argmax(logits, axis=-1), y))
-
-    rng = np.random.default_rng(args.seed)
-    step_losses, epoch_losses, test_accs = [], [], []
-    initial_loss, _ = evaluate(params, x_train, y_train)
-    steps_per_epoch = len(x_train) // args.batch_size
-    with tqdm(total=epochs * steps_per_epoch, desc="mnist_mlp", unit="step") as bar:
-        for epoch in range(epochs):
-            losses = []
-            for x, y in batches(x_train, y_train, args.batch_size, rng):
-                params, opt_state, loss = train_step(params, opt_state, x, y)
-                losses.append(float(loss))
-                bar.update(1)
-            _, acc = evaluate(params, x_test, y_test)
-            step_losses += losses
-            epoch_losses.append(float(np.mean(losses)))
-            test_accs.append(float(acc))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_losses[-1]:.3f}", test_acc=f"{test_accs[-1]:.3f}")
-
+    params, history, train_step = train(params, (x_train, y_train), (x_test, y_test), epochs,
+                                        args.batch_size, args.lr, args.seed)
+    step_losses, epoch_losses, test_accs = history["step_losses"], history["epoch_losses"], history["test_accs"]
+    initial_loss, steps_per_epoch = history["initial_loss"], history["steps_per_epoch"]
     test_loss, test_acc = map(float, evaluate(params, x_test, y_test))
     _, train_acc = map(float, evaluate(params, x_train, y_train))
     seconds = time.perf_counter() - start

@@ -21,7 +21,10 @@ def _parse_structure(structure: str) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _prune_n_m(w: np.ndarray, n: int, m: int) -> np.ndarray:
+def _prune_n_m(w: np.ndarray, n: int, m: int, axis: int = -1) -> np.ndarray:
+    """Groups of m consecutive elements along ``axis`` (the last one unless given)."""
+    if axis not in (-1, w.ndim - 1):
+        return np.moveaxis(_prune_n_m(np.moveaxis(w, axis, -1), n, m), -1, axis)
     if w.shape[-1] % m:
         raise ValueError(f"N:M pruning needs the last axis ({w.shape[-1]}) divisible by M={m}")
     groups = w.reshape(-1, m)
@@ -53,6 +56,17 @@ def _prune_unstructured(w: np.ndarray, threshold: float, budget: list) -> np.nda
     return out
 
 
+def _contraction_axis(jaxpr, w) -> int:
+    """The axis a weight is summed over in its first matmul (the last axis if there is none)."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general" and w in eqn.inputs:
+            (ca, cb), _ = eqn.params["dimension_numbers"]
+            contract = ca if eqn.inputs[0] is w else cb
+            if len(contract) == 1:
+                return contract[0]
+    return -1
+
+
 def _prunable(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim >= 2
 
@@ -62,7 +76,8 @@ def prune(x: Any, sparsity: float = 0.5, structure: str = "unstructured", scope:
 
     unstructured: zero the fraction ``sparsity`` of smallest-magnitude weights, per array
     (scope="layer") or with one threshold across all of them (scope="global").
-    "N:M": in every group of M consecutive weights along the last axis keep the N largest.
+    "N:M": in every group of M consecutive weights along the last axis keep the N largest (for a
+    jaxpr's constants: along the axis each weight is contracted over in its matmul).
     In pytrees and jaxprs only floating-point weights with 2 or more dimensions are pruned (biases
     and norms' scales are kept).
     """
@@ -72,8 +87,11 @@ def prune(x: Any, sparsity: float = 0.5, structure: str = "unstructured", scope:
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
     if isinstance(x, ClosedJaxpr):
-        consts = prune(list(x.consts), sparsity, structure, scope)
-        return ClosedJaxpr(x.jaxpr, consts)
+        if nm:     # N:M groups run along each weight's contraction axis (what sparse matmuls skip)
+            consts = [_prune_n_m(c, *nm, axis=_contraction_axis(x.jaxpr, v)) if _prunable(c) else c
+                      for v, c in zip(x.jaxpr.constvars, x.consts)]
+            return ClosedJaxpr(x.jaxpr, consts)
+        return ClosedJaxpr(x.jaxpr, prune(list(x.consts), sparsity, structure, scope))
     if isinstance(x, np.ndarray) or np.isscalar(x):
         arr = np.asarray(x)
         if nm:

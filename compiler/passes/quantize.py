@@ -97,6 +97,12 @@ def _calibrate(closed: ClosedJaxpr, targets: set, calibration) -> dict:
     """Largest |activation| entering each target matmul, over the calibration inputs."""
     amax: dict = {}
     for args in calibration:
+        types = [ShapedArray(tuple(np.shape(a)), closed.jaxpr.invars[i].aval.dtype) for i, a in enumerate(args)]
+        if len(args) != len(closed.jaxpr.invars) or any(
+                t.shape != v.aval.shape for t, v in zip(types, closed.jaxpr.invars)):
+            raise ValueError(f"calibration inputs must match the program's inputs "
+                             f"({', '.join(str(v.aval) for v in closed.jaxpr.invars)}), got shapes "
+                             f"{[tuple(np.shape(a)) for a in args]}")
         env = dict(zip(closed.jaxpr.constvars, closed.consts))
         env.update(zip(closed.jaxpr.invars, [np.asarray(a) for a in args]))
         for k, eqn in enumerate(closed.jaxpr.eqns):
