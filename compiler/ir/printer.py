@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,9 @@ def format_param(value: Any, indent: int, namer) -> str:
     if isinstance(value, Jaxpr):
         return _print(value, indent + 4)
     if isinstance(value, ClosedJaxpr):
+        if value.consts:       # the text has no place for their values: it would not read back
+            raise TypeError("cannot print a ClosedJaxpr parameter that has consts; pass them as "
+                            "operands (sub-jaxprs are closed over nothing)")
         return _print(value.jaxpr, indent + 4)
     if isinstance(value, DType):
         return value.name
@@ -63,6 +67,17 @@ def format_param(value: Any, indent: int, namer) -> str:
         f = float(value)
         return "nan" if f != f else ("inf" if f == float("inf") else "-inf" if f == -float("inf") else repr(f))
     raise TypeError(f"cannot print parameter value {value!r} of type {type(value).__name__}")
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _param_name(key: Any) -> str:
+    """A parameter's name, which the parser reads as a NAME: refuse what it could not read back."""
+    if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key) or key in RESERVED_NAMES:
+        raise TypeError(f"cannot print parameter name {key!r}: it must be an identifier other than "
+                        f"{', '.join(sorted(RESERVED_NAMES))}")
+    return key
 
 
 def _print(jaxpr: Jaxpr, indent: int) -> str:
@@ -86,10 +101,11 @@ def _print(jaxpr: Jaxpr, indent: int) -> str:
         ins = " ".join(use(a) for a in eqn.inputs)
         params = ""
         if eqn.params:
-            params = "[" + ", ".join(f"{k}={format_param(v, indent, None)}"
+            params = "[" + ", ".join(f"{_param_name(k)}={format_param(v, indent, None)}"
                                      for k, v in eqn.params.items()) + "]"
-        outs = " ".join(bind(v) for v in eqn.outvars)
-        lines.append(f"{pad}    {outs} = {eqn.primitive.name}{params}" + (f" {ins}" if ins else ""))
+        outs = " ".join(bind(v) for v in eqn.outvars)     # (none: the line starts with "=")
+        lines.append(f"{pad}    {outs + ' ' if outs else ''}= {eqn.primitive.name}{params}"
+                     + (f" {ins}" if ins else ""))
     outs = ", ".join(use(a) for a in jaxpr.outvars)
     outs = f"({outs},)" if len(jaxpr.outvars) == 1 else f"({outs})"
     lines.append(f"{pad}  in {outs} }}")

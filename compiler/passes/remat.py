@@ -81,7 +81,9 @@ def _apply_segments(closed: ClosedJaxpr, segments: list[list[int]]) -> ClosedJax
             eqns.append(jaxpr.eqns[i])
             i += 1
             continue
-        eqns.append(_wrap(jaxpr, seg, _uses_after(jaxpr, seg[-1] + 1)))
+        wrapped = _wrap(jaxpr, seg, _uses_after(jaxpr, seg[-1] + 1))
+        if wrapped.outvars:                   # a segment nothing reads afterwards is dead code
+            eqns.append(wrapped)
         i = seg[-1] + 1
     return ClosedJaxpr(Jaxpr(jaxpr.constvars, jaxpr.invars, eqns, jaxpr.outvars), closed.consts)
 
