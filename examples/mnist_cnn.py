@@ -19,17 +19,12 @@ import argparse
 import os
 import time
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import compiler as tj  # noqa: E402
-import compiler.numpy as cnp  # noqa: E402
-from compiler import nn, optim, random  # noqa: E402
-from datasets import batches, mnist  # noqa: E402
+import compiler.numpy as cnp
+from compiler import nn, random
+from datasets import mnist
+from training import classifier_metrics, plot_curves, train
 
 
 def init_params(key, c1: int = 8, c2: int = 16):
@@ -47,10 +42,6 @@ def model(params, x):
     h = nn.max_pool2d(nn.relu(nn.conv2d(h, params["conv2"]["w"], params["conv2"]["b"])), 2)
     h = cnp.reshape(h, (cnp.shape(h)[0], -1))
     return nn.linear(h, params["fc"]["w"], params["fc"]["b"])
-
-
-def loss_fn(params, x, y):
-    return nn.cross_entropy(model(params, x), y)
 
 
 def main(argv=None):
@@ -71,55 +62,16 @@ def main(argv=None):
 
     params = init_params(random.PRNGKey(args.seed))
     nn.summary(model, params, x_train[:args.batch_size])
-    opt = optim.adam(lr=args.lr)
-    opt_state = opt.init(params)
-
-    @tj.jit
-    def train_step(params, opt_state, x, y):
-        loss, grads = tj.value_and_grad(loss_fn)(params, x, y)
-        params, opt_state = opt.update(grads, opt_state, params)
-        return params, opt_state, loss
-
-    @tj.jit
-    def evaluate(params, x, y):
-        logits = model(params, x)
-        return nn.cross_entropy(logits, y), cnp.mean(cnp.equal(cnp.argmax(logits, axis=-1), y))
-
-    rng = np.random.default_rng(args.seed)
-    step_losses, epoch_losses, test_accs = [], [], []
-    initial_loss, initial_acc = map(float, evaluate(params, x_test, y_test))
-    steps_per_epoch = len(x_train) // args.batch_size
-    with tqdm(total=epochs * steps_per_epoch, desc="mnist_cnn", unit="step") as bar:
-        for epoch in range(epochs):
-            losses = []
-            for x, y in batches(x_train, y_train, args.batch_size, rng):
-                params, opt_state, loss = train_step(params, opt_state, x, y)
-                losses.append(float(loss))
-                bar.update(1)
-            _, acc = evaluate(params, x_test, y_test)
-            step_losses += losses
-            epoch_losses.append(float(np.mean(losses)))
-            test_accs.append(float(acc))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_losses[-1]:.3f}", test_acc=f"{test_accs[-1]:.3f}")
-
-    test_loss, test_acc = map(float, evaluate(params, x_test, y_test))
+    params, history, train_step = train(model, params, (x_train, y_train), (x_test, y_test), epochs,
+                                        args.batch_size, args.lr, args.seed, desc="mnist_cnn")
+    epoch_losses, steps_per_epoch = history["epoch_losses"], history["steps_per_epoch"]
+    initial_loss, initial_acc = history["initial_loss"], history["initial_acc"]
+    test_loss, test_acc = map(float, classifier_metrics(model)(params, x_test, y_test))
     seconds = time.perf_counter() - start
 
     os.makedirs(args.out, exist_ok=True)
     plot_path = os.path.join(args.out, "mnist_cnn.png")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(np.arange(1, len(step_losses) + 1), step_losses, lw=0.6, alpha=0.5, label="minibatch")
-    ax_loss.plot(np.arange(1, epochs + 1) * steps_per_epoch, epoch_losses, "o-", label="epoch mean")
-    ax_loss.set(xlabel="step", ylabel="cross-entropy", title="training loss", yscale="log")
-    ax_loss.legend()
-    ax_acc.plot(np.arange(0, epochs + 1), [initial_acc] + test_accs, "o-")
-    ax_acc.axhline(0.1, color="gray", ls=":", label="chance")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"test accuracy (final {test_acc:.3f})", ylim=(0, 1))
-    ax_acc.legend()
-    fig.suptitle("tracejit CNN (conv-relu-pool x2, linear) on MNIST-5k")
-    fig.tight_layout()
-    fig.savefig(plot_path, dpi=100)
-    plt.close(fig)
+    plot_curves(plot_path, history, "tracejit CNN (conv-relu-pool x2, linear) on MNIST-5k")
 
     print(f"train step traced {train_step.trace_count} time(s); {epochs} epoch(s) of {steps_per_epoch} steps")
     print(f"test accuracy {initial_acc:.4f} before training (chance: 0.1) -> {test_acc:.4f} after; "

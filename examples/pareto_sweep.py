@@ -27,7 +27,8 @@ import runtime  # noqa: E402
 from compiler import random  # noqa: E402
 from compiler.passes import pareto_front, prune, quantization_report, quantize, run_passes  # noqa: E402
 from datasets import mnist  # noqa: E402
-from mnist_mlp import init_params, model, train  # noqa: E402
+from mnist_mlp import init_params, model  # noqa: E402
+from training import train  # noqa: E402
 
 FORMATS = [("f32", None, None), ("fp16", "fp16", None), ("bf16", "bf16", None), ("int8", "int8", None),
            ("int8xint8", "int8", "int8"), ("int4", "int4", None)]
@@ -56,7 +57,7 @@ def main(argv=None):
 
     (x_train, y_train), (x_test, y_test) = mnist(train_size=2000 if args.quick else None)
     params = init_params(random.PRNGKey(0), (784, 128, 10))
-    params, _, _ = train(params, (x_train, y_train), (x_test, y_test), 2 if args.quick else 10,
+    params, _, _ = train(model, params, (x_train, y_train), (x_test, y_test), 2 if args.quick else 10,
                          desc="training the MLP")
     float_program = run_passes(tj.make_jaxpr(lambda x: model(params, x))(x_test))
 
