@@ -94,7 +94,7 @@ def _cast(x, d: DType, weak: bool = False):
     return _e.convert_element_type.bind(x, new_dtype=d)
 
 
-def astype(x, dtype):
+def astype(x, dtype, copy=True, device=None):
     d = to_dtype(dtype)
     x = _operand(x)
     if _is_python_scalar(x):
@@ -199,7 +199,13 @@ def reciprocal(x):
     return divide(1, x) if aval_of(_operand(x)).dtype.is_float else floor_divide(1, x)
 
 
+def _is_bool_op(x, y) -> bool:
+    return result_type(x, y) == bool_
+
+
 def add(x, y):
+    if _is_bool_op(x, y):                     # numpy: + of booleans is `or`
+        return logical_or(x, y)
     return _elementwise(_e.add, x, y)
 
 
@@ -208,6 +214,8 @@ def subtract(x, y):
 
 
 def multiply(x, y):
+    if _is_bool_op(x, y):                     # numpy: * of booleans is `and`
+        return logical_and(x, y)
     return _elementwise(_e.mul, x, y)
 
 
@@ -218,23 +226,49 @@ def divide(x, y):
 true_divide = divide
 
 
+def _float_mod(x, y):
+    """numpy's float remainder (npy_divmod): C fmod moved to the sign of the divisor; a zero
+    remainder takes the divisor's sign. Returns (x, y, fmod, fixed, remainder) for floor_divide."""
+    x, y = _promote(x, y)
+    d = result_type(x, y)
+    r = _elementwise(_e.rem, x, y)
+    fix = logical_and(not_equal(r, 0), not_equal(less(y, 0), less(r, 0)))
+    m = where(fix, add(r, y), r)
+    m = where(equal(m, 0), where(less(y, 0), _cast(-0.0, d), _cast(0.0, d)), m)
+    return x, y, r, fix, m
+
+
 def floor_divide(x, y):
-    if result_type(x, y).is_float:
-        return floor(_elementwise(_e.div, x, y))
-    return _elementwise(_e.div, x, y)
+    """numpy's //. Integers: floor division, x // 0 == 0. Floats: numpy's exact algorithm
+    ((x - fmod(x, y)) / y, corrected), not floor(x / y): 1.0 // 0.1 == 9.0 as in numpy."""
+    if not result_type(x, y).is_float:
+        if _is_bool_op(x, y):
+            x, y = astype(x, i32), astype(y, i32)      # numpy: bool // bool gives int8; ours i32
+        return _elementwise(_e.div, x, y)
+    x, y, r, fix, _ = _float_mod(x, y)
+    d = result_type(x, y)
+    div = divide(subtract(x, r), y)
+    div = where(fix, subtract(div, _cast(1, d)), div)
+    q = floor(div)
+    q = where(greater(subtract(div, q), _cast(0.5, d)), add(q, _cast(1, d)), q)
+    q = where(equal(div, 0), multiply(divide(x, y), _cast(0, d)), q)    # a signed zero, as numpy
+    return where(equal(y, 0), divide(x, y), q)
 
 
 def remainder(x, y):
-    """numpy's %: the result takes the sign of the divisor."""
+    """numpy's %: integers take the sign of the divisor (x % 0 == 0); floats as numpy's npy_divmod."""
     if not result_type(x, y).is_float:
+        if _is_bool_op(x, y):
+            x, y = astype(x, i32), astype(y, i32)
         return _elementwise(_e.rem, x, y)
-    r = _elementwise(_e.rem, x, y)
-    y = _operand(y)
-    fix = logical_and(not_equal(r, 0), not_equal(less(r, 0), less(y, 0)))
-    return where(fix, add(r, y), r)
+    return _float_mod(x, y)[4]
 
 
 mod = remainder
+
+
+def divmod(x, y):
+    return floor_divide(x, y), remainder(x, y)
 
 
 def fmod(x, y):
@@ -250,15 +284,43 @@ def power(x, y):
             raise ValueError("Integers to negative integer powers are not allowed.")
         return _e.integer_pow.bind(x, y=int(y))
     if not result_type(x, y).is_float:
-        raise TypeError("power of integer arrays by integer arrays is not supported; use floats")
+        return _integer_power(x, y)
     return _elementwise(_e.pow_, x, y)
 
 
+def _integer_power(x, y):
+    """Integer ** integer arrays by repeated squaring over the exponent's bits (wrapping like numpy).
+    numpy raises for negative exponents; here they give the truncated 1 / x**-y (0 unless |x| == 1)."""
+    if _is_bool_op(x, y):
+        x, y = astype(x, i32), astype(y, i32)
+    x, y = _broadcast_operands(*_promote(x, y))
+    d = result_type(x, y)
+    shape = broadcast_shapes(_shape(x), _shape(y))
+    one = _cast(1, d)
+    negative_exp = less(y, 0) if d.kind != "u" else None
+    e = where(negative_exp, negative(y), y) if negative_exp is not None else y
+    result, base = full(shape, 1, d), x
+    for bit in range(8 * d.itemsize):
+        odd = not_equal(bitwise_and(e, one), _cast(0, d))
+        result = where(odd, multiply(result, base), result)
+        if bit < 8 * d.itemsize - 1:
+            base = multiply(base, base)
+            e = floor_divide(e, _cast(2, d))
+    if negative_exp is not None:
+        unit = logical_or(equal(x, one), equal(x, _cast(-1, d)))
+        result = where(logical_and(negative_exp, logical_not(unit)), _cast(0, d), result)
+    return result
+
+
 def maximum(x, y):
+    if _is_bool_op(x, y):
+        return logical_or(x, y)
     return _elementwise(_e.max_, x, y)
 
 
 def minimum(x, y):
+    if _is_bool_op(x, y):
+        return logical_and(x, y)
     return _elementwise(_e.min_, x, y)
 
 
@@ -270,20 +332,26 @@ def not_equal(x, y):
     return _elementwise(_e.ne, x, y)
 
 
+def _ordered(prim, x, y):
+    if _is_bool_op(x, y):                     # False < True, as numpy orders booleans
+        x, y = astype(x, np.uint8), astype(y, np.uint8)
+    return _elementwise(prim, x, y)
+
+
 def less(x, y):
-    return _elementwise(_e.lt, x, y)
+    return _ordered(_e.lt, x, y)
 
 
 def less_equal(x, y):
-    return _elementwise(_e.le, x, y)
+    return _ordered(_e.le, x, y)
 
 
 def greater(x, y):
-    return _elementwise(_e.gt, x, y)
+    return _ordered(_e.gt, x, y)
 
 
 def greater_equal(x, y):
-    return _elementwise(_e.ge, x, y)
+    return _ordered(_e.ge, x, y)
 
 
 def logical_and(x, y):
@@ -326,10 +394,13 @@ def left_shift(x, y):
 
 
 def right_shift(x, y):
-    """numpy's >>: logical for unsigned integers, arithmetic (floor division by 2**y) for signed."""
+    """numpy's >>: logical for unsigned integers, arithmetic for signed (~(~x >> y) for negative x),
+    so counts outside [0, bits) give 0 or -1 as in numpy."""
     if result_type(x, y).kind == "u":
         return _elementwise(_e.shift_right_logical, x, y)
-    return floor_divide(x, left_shift(1, y) if not _is_python_scalar(y) else 2 ** y)
+    x, y = _promote(x, y)
+    return where(less(x, 0), invert(_elementwise(_e.shift_right_logical, invert(x), y)),
+                 _elementwise(_e.shift_right_logical, x, y))
 
 
 def isnan(x):
@@ -352,7 +423,9 @@ def where(condition, x=None, y=None):
     return _e.select_n.bind(cond, y, x)
 
 
-def clip(x, a_min=None, a_max=None):
+def clip(x, a_min=None, a_max=None, *, min=None, max=None):
+    a_min = min if a_min is None else a_min          # numpy >= 2.1 also spells them min= / max=
+    a_max = max if a_max is None else a_max
     if a_min is not None:
         x = maximum(x, a_min)
     if a_max is not None:
@@ -361,9 +434,10 @@ def clip(x, a_min=None, a_max=None):
 
 
 def heaviside(x1, x2):
-    """0 where x1 < 0, x2 where x1 == 0, 1 where x1 > 0."""
+    """0 where x1 < 0, x2 where x1 == 0, 1 where x1 > 0, NaN where x1 is NaN."""
     zero = zeros_like(x1)
-    return where(less(x1, 0), zero, where(greater(x1, 0), add(zero, 1), add(zero, x2)))
+    out = where(less(x1, 0), zero, where(greater(x1, 0), add(zero, 1), add(zero, x2)))
+    return where(isnan(x1), add(x1, zero), out) if aval_of(_operand(x1)).dtype.is_float else out
 
 
 def logaddexp(x, y):
@@ -446,6 +520,9 @@ def mean(a, axis=None, dtype=None, keepdims=False):
         a = astype(a, dtype or DEFAULT_FLOAT)
     axes = _norm_axes(axis, len(_shape(a)))
     count = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
+    d = aval_of(a).dtype if dtype is None else to_dtype(dtype)
+    if d.is_float and d.itemsize < 4:          # f16/bf16: accumulate in f32 as numpy (and JAX) do
+        return astype(divide(sum(a, axes, np.float32, keepdims), count), d)
     return divide(sum(a, axes, dtype, keepdims), count)
 
 
@@ -464,7 +541,8 @@ def std(a, axis=None, ddof: int = 0, keepdims=False):
 def argmax(a, axis=None, keepdims=False):
     a = asarray(a)
     if axis is None:
-        a, axis = ravel(a), 0
+        out = argmax(ravel(a), 0)
+        return reshape(out, (1,) * len(_shape(a))) if keepdims else out
     (ax,) = _norm_axes(axis, len(_shape(a)))
     out = _r.argmax.bind(a, axes=(ax,), index_dtype=DEFAULT_INT)
     return _keep(a, (ax,), out) if keepdims else out
@@ -472,7 +550,9 @@ def argmax(a, axis=None, keepdims=False):
 
 def argmin(a, axis=None, keepdims=False):
     a = asarray(a)
-    flipped = logical_not(a) if aval_of(a).dtype == bool_ else negative(a)
+    d = aval_of(a).dtype
+    # an order-reversing map without overflow: not for bools, ~x (== -x - 1, or max - x) for integers
+    flipped = logical_not(a) if d == bool_ else invert(a) if d.is_int else negative(a)
     return argmax(flipped, axis, keepdims)
 
 
@@ -489,9 +569,12 @@ def cumsum(a, axis=None, dtype=None):
 # Shapes
 # ----------------------------------------------------------------------------------------------
 
-def reshape(a, newshape, order="C"):
+def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     if order != "C":
         raise NotImplementedError("only C order reshapes are supported")
+    newshape = shape if shape is not None else newshape        # numpy 2 names it shape=
+    if newshape is None:
+        raise TypeError("reshape() needs a shape")
     a = asarray(a)
     newshape = (newshape,) if isinstance(newshape, (int, np.integer)) else tuple(int(s) for s in newshape)
     size = aval_of(a).size
@@ -564,8 +647,9 @@ def flip(a, axis=None):
     return _s.rev.bind(a, dimensions=_norm_axes(axis, len(_shape(a))))
 
 
-def concatenate(arrays, axis=0):
-    arrays = [asarray(x) for x in arrays]
+def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    _no_out(out, "concatenate")
+    arrays = [asarray(x) if dtype is None else astype(x, dtype) for x in arrays]
     if not arrays:
         raise ValueError("need at least one array to concatenate")
     if axis is None:
@@ -577,8 +661,9 @@ def concatenate(arrays, axis=0):
     return _s.concatenate.bind(*arrays, dimension=ax)
 
 
-def stack(arrays, axis=0):
-    arrays = [asarray(x) for x in arrays]
+def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    _no_out(out, "stack")
+    arrays = [asarray(x) if dtype is None else astype(x, dtype) for x in arrays]
     if not arrays:
         raise ValueError("need at least one array to stack")
     shapes = {_shape(x) for x in arrays}
@@ -611,6 +696,9 @@ def take(a, indices, axis=None):
 # ----------------------------------------------------------------------------------------------
 
 def _dot_general(a, b, contract, batch):
+    if aval_of(a).dtype == bool_:             # numpy: a boolean matmul is an or of ands
+        out = _l.dot_general.bind(astype(a, i32), astype(b, i32), dimension_numbers=(contract, batch))
+        return not_equal(out, np.int32(0))
     return _l.dot_general.bind(a, b, dimension_numbers=(contract, batch))
 
 
@@ -672,8 +760,11 @@ def tensordot(a, b, axes=2):
     return _dot_general(a, b, (ca, cb), ((), ()))
 
 
-def einsum(subscripts: str, *operands):
+def einsum(subscripts: str, *operands, out=None, optimize=False, dtype=None, order="K", casting="safe"):
     """einsum with explicit or implicit output; operands are contracted pairwise, left to right."""
+    _no_out(out, "einsum")
+    if dtype is not None:
+        operands = tuple(astype(o, dtype) for o in operands)
     subscripts = subscripts.replace(" ", "")
     if "..." in subscripts:
         raise NotImplementedError("einsum with '...' is not supported; spell out the axes")
@@ -691,7 +782,7 @@ def einsum(subscripts: str, *operands):
         if len(t) != len(_shape(o)):
             raise shape_error(f"einsum: term {t!r} has {len(t)} axes, operand has shape {_shape(o)}")
     ops = _promote(*ops)
-    ops = [_einsum_diagonal_free(t, o) for t, o in zip(terms, ops)]
+    terms, ops = map(list, zip(*[_einsum_diagonal_free(t, o) for t, o in zip(terms, ops)]))
     term, acc = terms[0], ops[0]
     for i in range(1, len(ops)):
         rest = "".join(terms[i + 1:]) + out
@@ -705,9 +796,18 @@ def einsum(subscripts: str, *operands):
 
 
 def _einsum_diagonal_free(term: str, x):
-    if len(set(term)) != len(term):
-        raise NotImplementedError(f"einsum: repeated index within one operand ({term!r}) is not supported")
-    return x
+    """A letter repeated within one operand ('ii', 'iji') takes the diagonal: (term, x) without repeats."""
+    while len(set(term)) != len(term):
+        c = next(c for c in term if term.count(c) > 1)
+        p, q = term.index(c), term.index(c, term.index(c) + 1)
+        n = _shape(x)[p]
+        if _shape(x)[q] != n:
+            raise shape_error(f"einsum: index {c!r} has sizes {n} and {_shape(x)[q]} in term {term!r}")
+        d = aval_of(x).dtype
+        mask = np.eye(n, dtype=bool).reshape([n if k in (p, q) else 1 for k in range(len(term))])
+        x = sum(where(mask, x, _cast(0, d)), axis=q, dtype=d)
+        term = term[:q] + term[q + 1:]
+    return term, x
 
 
 def _einsum_pair(ta: str, a, tb: str, b, keep: str):
@@ -815,63 +915,111 @@ def size(a):
 # ----------------------------------------------------------------------------------------------
 
 def _wrap_negative(idx, n: int):
-    """numpy's negative indices count from the end; out-of-range traced indices are clamped by gather."""
+    """numpy's negative indices count from the end. Known indices out of range raise IndexError;
+    traced ones cannot be checked and are clamped into range (as in JAX), axis by axis."""
     if isinstance(idx, Tracer):
         if not aval_of(idx).dtype.is_int:
             raise IndexError(f"arrays used as indices must be of integer type, got {aval_of(idx).dtype}")
-        if aval_of(idx).dtype.kind == "u":
-            return idx
-        return where(less(idx, 0), add(idx, n), idx)
+        idx = astype(idx, i32 if n < 2**31 else np.int64)
+        idx = where(less(idx, 0), add(idx, n), idx)
+        return clip(idx, 0, builtins.max(n - 1, 0))
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu":
         raise IndexError(f"arrays used as indices must be of integer (or boolean) type, got {idx.dtype}")
     if idx.size and (idx.min() < -n or idx.max() >= n):
         bad = idx[(idx < -n) | (idx >= n)].flat[0]
         raise IndexError(f"index {bad} is out of bounds for axis with size {n}")
-    return np.where(idx < 0, idx + n, idx).astype(np.int32 if n < 2**31 else np.int64)
+    return np.where(idx < 0, idx.astype(np.int64) + n, idx).astype(np.int32 if n < 2**31 else np.int64)
 
 
 def _is_array_index(i) -> bool:
-    return isinstance(i, (Tracer, np.ndarray, list)) or (isinstance(i, np.generic) and i.dtype == np.bool_)
+    return isinstance(i, np.ndarray) or (isinstance(i, Tracer) and aval_of(i).shape != ())
 
 
-def getitem(x, index):
-    x = asarray(x)
-    index = index if isinstance(index, tuple) else (index,)
-    # boolean masks with known values become integer arrays; traced ones have data-dependent shapes
-    expanded = []
+class _NewBoolAxis:
+    """A boolean scalar index: a new axis of length 1, kept (True) or emptied (False), as numpy."""
+    def __init__(self, keep: bool):
+        self.keep = keep
+
+
+def _normalize_index(x, index) -> tuple:
+    """Lists become arrays, boolean scalars _NewBoolAxis; the Ellipsis is expanded and trailing
+    dimensions are filled with full slices; known boolean masks become their nonzero() arrays.
+    Returns (the index with one entry per dimension of x after inserting the new axes, the new axes'
+    positions, and the position of an Ellipsis that stands for no dimension, else None)."""
+    items = []
     for i in index:
-        if isinstance(i, (bool, np.bool_)) or (isinstance(i, (np.ndarray, list)) and np.asarray(i).dtype == bool):
-            expanded.extend(np.nonzero(np.asarray(i)))
+        if isinstance(i, list):
+            i = asarray(i) if i else np.zeros(0, np.int32)
+        if isinstance(i, (bool, np.bool_)) or (isinstance(i, np.ndarray) and i.dtype == bool and i.ndim == 0):
+            items.append(_NewBoolAxis(bool(i)))
+        elif isinstance(i, np.ndarray) and i.ndim == 0 and i.dtype.kind in "iu":
+            items.append(int(i))                 # numpy treats a 0-d integer array as an integer
         elif isinstance(i, Tracer) and aval_of(i).dtype == bool_:
             raise IndexError("boolean mask indexing with a traced mask gives a data-dependent shape; "
                              "use cnp.where(mask, x, 0) instead")
         else:
-            expanded.append(i)
-    index = tuple(expanded)
-    if builtins.sum(1 for i in index if i is Ellipsis) > 1:
+            items.append(i)
+    if builtins.sum(1 for i in items if i is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    nd = len(_shape(x))
-    consumed = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
+    shape = _shape(x)
+    nd = len(shape)
+
+    def width(i):
+        if i is None or i is Ellipsis or isinstance(i, _NewBoolAxis):
+            return 0
+        return i.ndim if isinstance(i, np.ndarray) and i.dtype == bool else 1
+
+    consumed = builtins.sum(width(i) for i in items)
     if consumed > nd:
         raise IndexError(f"too many indices for array: array is {nd}-dimensional, but {consumed} were indexed")
-    ellipsis = [k for k, i in enumerate(index) if i is Ellipsis]
-    if ellipsis:
-        pos = ellipsis[0]
-        index = index[:pos] + (slice(None),) * (nd - consumed) + index[pos + 1:]
+    empty_ellipsis = None                        # an Ellipsis that stands for no dimension at all
+    if builtins.any(i is Ellipsis for i in items):
+        pos = next(k for k, i in enumerate(items) if i is Ellipsis)
+        fill = [slice(None)] * (nd - consumed)
+        if not fill:
+            fill = [_EMPTY_ELLIPSIS]
+        items = items[:pos] + fill + items[pos + 1:]
     else:
-        index = index + (slice(None),) * (nd - consumed)
+        items = items + [slice(None)] * (nd - consumed)
+    entries, new_axes, dim = [], [], 0
+    for i in items:
+        if i is _EMPTY_ELLIPSIS:
+            empty_ellipsis = len(entries)
+            continue
+        if i is None or isinstance(i, _NewBoolAxis):
+            new_axes.append(len(entries))
+            entries.append(slice(None) if i is None else np.zeros(1 if i.keep else 0, np.int32))
+        elif isinstance(i, np.ndarray) and i.dtype == bool:
+            if i.shape != shape[dim:dim + i.ndim]:
+                for k, (a, b) in enumerate(zip(i.shape, shape[dim:dim + i.ndim])):
+                    if a != b:
+                        raise IndexError(f"boolean index did not match indexed array along axis {dim + k}; "
+                                         f"size of axis is {b} but size of corresponding boolean axis is {a}")
+            entries.extend(np.nonzero(i))
+            dim += i.ndim
+        else:
+            entries.append(i)
+            dim += 1
+    return tuple(entries), new_axes, empty_ellipsis
+
+
+_EMPTY_ELLIPSIS = object()
+
+
+def getitem(x, index):
+    x = asarray(x)
+    index, new_axes, gap = _normalize_index(x, index if isinstance(index, tuple) else (index,))
+    if new_axes:                                 # None and boolean scalars: insert the axes first
+        x = _s.expand_dims.bind(x, dimensions=tuple(new_axes))
+    nd = len(_shape(x))
     advanced = builtins.any(_is_array_index(i) for i in index)
-    if advanced and builtins.any(i is None for i in index):
-        raise NotImplementedError("mixing None with integer-array indices is not supported")
 
     shape = _shape(x)
     starts, limits, strides, flips = [], [], [], []
     squeeze_axes, dyn, adv = [], {}, {}
     axis = 0
     for i in index:
-        if i is None:
-            continue
         n = shape[axis]
         if isinstance(i, slice):
             lo, hi, st = i.indices(n)
@@ -896,7 +1044,9 @@ def getitem(x, index):
             starts.append(0), limits.append(n), strides.append(1)
             dyn[axis] = _wrap_negative(i, n)
             squeeze_axes.append(axis)
-        elif _is_array_index(i) or isinstance(i, (int, np.integer)):
+        elif isinstance(i, (Tracer, np.ndarray, int, np.integer)):     # advanced (with the ints beside it)
+            if isinstance(i, (int, np.integer)) and not -n <= int(i) < n:     # checked even if unused
+                raise IndexError(f"index {int(i)} is out of bounds for axis {axis} with size {n}")
             starts.append(0), limits.append(n), strides.append(1)
             adv[axis] = i
         else:
@@ -918,28 +1068,27 @@ def getitem(x, index):
     if squeeze_axes:
         out = _s.squeeze.bind(out, dimensions=tuple(squeeze_axes))
     if adv:
-        out = _advanced_index(out, adv)
-    # insert the None axes where they stood among the remaining (non-integer) entries
-    pos, new_axes = 0, []
-    for i in index:
-        if i is None:
-            new_axes.append(pos)
-            pos += 1
-        elif isinstance(i, slice):
-            pos += 1
-    if new_axes:
-        out = _s.expand_dims.bind(out, dimensions=tuple(new_axes))
+        out = _advanced_index(out, adv, gap)
     return out
 
 
-def _advanced_index(x, adv: dict):
-    """Integer-array indices on the axes in ``adv``: one gather over their flattened product."""
+def _advanced_index(x, adv: dict, gap: int | None = None):
+    """Integer-array indices on the axes in ``adv``: one gather over their flattened product. Their
+    result dimensions replace them where they stand if they are adjacent, else go first (numpy's rule;
+    an Ellipsis between them separates them even when it stands for no dimension, at ``gap``)."""
     shape = _shape(x)
     axes = sorted(adv)
-    idx = [_wrap_negative(adv[a] if not isinstance(adv[a], list) else np.asarray(adv[a]), shape[a])
-           for a in axes]
-    bshape = broadcast_shapes(*[_shape(i) for i in idx])
-    idx = [broadcast_to(i, bshape) if _shape(i) != bshape else i for i in idx]
+    raw = [adv[a] if isinstance(adv[a], Tracer) else np.asarray(adv[a]) for a in axes]
+    try:
+        bshape = tuple(np.broadcast_shapes(*[_shape(i) for i in raw]))
+    except ValueError:
+        raise IndexError(f"shape mismatch: indexing arrays could not be broadcast together with shapes "
+                         f"{' '.join(str(_shape(i)) for i in raw)}") from None
+    if 0 in bshape:        # nothing is selected: numpy checks no bounds then, and neither do we
+        raw = [np.zeros(bshape, np.int32) if isinstance(i, np.ndarray) else i for i in raw]
+    idx = [_wrap_negative(i, shape[a]) for i, a in zip(raw, axes)]
+    idx = [i if _shape(i) == bshape else np.broadcast_to(i, bshape) if isinstance(i, np.ndarray)
+           else broadcast_to(i, bshape) for i in idx]
     strides = [int(np.prod([shape[b] for b in axes if b > a], dtype=np.int64)) for a in axes]
     if builtins.all(isinstance(i, np.ndarray) for i in idx):       # known indices: fold them now
         flat = builtins.sum(i.astype(np.int64) * st for i, st in zip(idx, strides)).astype(np.int32)
@@ -948,12 +1097,15 @@ def _advanced_index(x, adv: dict):
         for i, st in zip(idx, strides):
             term = astype(i, i32) if st == 1 else multiply(astype(i, i32), st)
             flat = term if flat is None else add(flat, term)
-    adjacent = axes == list(range(axes[0], axes[0] + len(axes)))
+    adjacent = axes == list(range(axes[0], axes[0] + len(axes))) and not (
+        gap is not None and axes[0] < gap <= axes[-1])
     p = axes[0] if adjacent else 0
     rest = [a for a in range(len(shape)) if a not in axes]
     order = rest[:p] + axes + rest[p:]
     moved = transpose(x, order)
-    merged = reshape(moved, tuple(shape[a] for a in rest[:p]) + (-1,) + tuple(shape[a] for a in rest[p:]))
+    merged = reshape(moved, tuple(shape[a] for a in rest[:p]) + (int(np.prod([shape[a] for a in axes],
+                                                                               dtype=np.int64)),)
+                     + tuple(shape[a] for a in rest[p:]))
     return _s.gather.bind(merged, flat, axis=p)
 
 
@@ -969,13 +1121,15 @@ _OPERATORS = {
     "__add__": add, "__radd__": _swap(add), "__sub__": subtract, "__rsub__": _swap(subtract),
     "__mul__": multiply, "__rmul__": _swap(multiply), "__truediv__": divide,
     "__rtruediv__": _swap(divide), "__floordiv__": floor_divide, "__rfloordiv__": _swap(floor_divide),
-    "__mod__": remainder, "__rmod__": _swap(remainder), "__pow__": power, "__rpow__": _swap(power),
+    "__mod__": remainder, "__rmod__": _swap(remainder), "__divmod__": divmod,
+    "__rdivmod__": _swap(divmod), "__pow__": power, "__rpow__": _swap(power),
     "__matmul__": matmul, "__rmatmul__": _swap(matmul), "__and__": bitwise_and,
     "__rand__": _swap(bitwise_and), "__or__": bitwise_or, "__ror__": _swap(bitwise_or),
     "__xor__": bitwise_xor, "__rxor__": _swap(bitwise_xor), "__lt__": less, "__le__": less_equal,
     "__gt__": greater, "__ge__": greater_equal, "__eq__": equal, "__ne__": not_equal,
     "__neg__": negative, "__pos__": positive, "__abs__": abs, "__invert__": invert,
-    "__getitem__": getitem,
+    "__lshift__": left_shift, "__rlshift__": _swap(left_shift), "__rshift__": right_shift,
+    "__rrshift__": _swap(right_shift), "__getitem__": getitem,
 }
 _METHODS = {
     "sum": sum, "mean": mean, "max": max, "min": min, "prod": prod, "argmax": argmax,
@@ -1006,16 +1160,33 @@ _UFUNCS = {
     "absolute": abs, "sign": sign, "exp": exp, "log": log, "log1p": log1p, "expm1": expm1,
     "sqrt": sqrt, "square": square, "reciprocal": reciprocal, "sin": sin, "cos": cos, "tan": tan,
     "tanh": tanh, "floor": floor, "ceil": ceil, "rint": rint, "isfinite": isfinite, "isnan": isnan,
-    "isinf": isinf, "heaviside": heaviside, "matmul": matmul, "logaddexp": logaddexp,
+    "isinf": isinf, "heaviside": heaviside, "matmul": matmul, "logaddexp": logaddexp, "divmod": divmod,
+    "left_shift": left_shift, "right_shift": right_shift,
 }
 _REDUCE_UFUNCS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min,
                   "logical_and": all, "logical_or": any}
 
 
+def _no_out(out, name: str) -> None:
+    if out is not None:
+        raise TypeError(f"np.{name}(..., out=...) cannot write into a traced array (arrays are immutable "
+                        f"while tracing); use the returned value")
+
+
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
-    if kwargs.get("out") is not None:
-        raise TypeError(f"np.{ufunc.__name__}(..., out=...) cannot write into a traced array")
+    out = kwargs.pop("out", None)
+    if isinstance(out, tuple) and builtins.all(o is None for o in out):
+        out = None
+    _no_out(out, ufunc.__name__)
     if method == "__call__" and ufunc.__name__ in _UFUNCS:
+        dtype = kwargs.pop("dtype", None)
+        if kwargs.pop("where", True) is not True or kwargs.pop("casting", "same_kind") not in (
+                "same_kind", "unsafe") or kwargs.pop("subok", True) is not True or kwargs.pop(
+                "order", "K") not in ("K", "C", "A") or kwargs:
+            raise TypeError(f"np.{ufunc.__name__}: arguments other than dtype= are not supported on "
+                            f"traced arrays")
+        if dtype is not None and to_dtype(dtype) != bool_:
+            inputs = tuple(astype(i, dtype) for i in inputs)       # compute in the requested type
         return _UFUNCS[ufunc.__name__](*inputs)
     if method == "reduce" and ufunc.__name__ in _REDUCE_UFUNCS:
         return _REDUCE_UFUNCS[ufunc.__name__](*inputs, **{k: v for k, v in kwargs.items() if v is not None})
@@ -1027,6 +1198,11 @@ def _array_function(self, func, types, args, kwargs):
     if fn is None or not callable(fn) or func.__name__.startswith("_"):
         raise TypeError(f"np.{func.__name__} is not supported on traced arrays "
                         f"(compiler.numpy has no {func.__name__})")
+    kwargs = dict(kwargs)
+    _no_out(kwargs.pop("out", None), func.__name__)
+    for k, default in (("subok", True), ("order", "K"), ("device", None)):   # numpy-only knobs
+        if k in kwargs and kwargs[k] in (default, "C") and func.__name__ not in ("reshape",):
+            kwargs.pop(k)
     return fn(*args, **kwargs)
 
 

@@ -97,8 +97,8 @@ _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "pow": np.power,
     "max": np.maximum, "min": np.minimum, "and": np.bitwise_and, "or": np.bitwise_or,
     "xor": np.bitwise_xor, "shift_left": lambda x, y: _shift(np.left_shift, x, y),
-    "shift_right_logical": lambda x, y: _shift(np.right_shift, x, y), "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
-    "gt": np.greater, "ge": np.greater_equal,
+    "shift_right_logical": lambda x, y: _shift(np.right_shift, x, y), "eq": np.equal, "ne": np.not_equal,
+    "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
     "div": lambda x, y: _int_div(x, y) if _is_int(x.dtype) else np.true_divide(x, y),
     "rem": lambda x, y: _int_rem(x, y) if _is_int(x.dtype) else np.fmod(x, y),
 }
@@ -228,19 +228,25 @@ def _iota(*, dtype, shape, dimension):
 
 
 # ---- reductions -------------------------------------------------------------------------------
-impl("reduce_sum")(_errstate(lambda x, *, axes: np.sum(x, axis=tuple(axes), dtype=x.dtype)))
-impl("reduce_prod")(_errstate(lambda x, *, axes: np.prod(x, axis=tuple(axes), dtype=x.dtype)))
-impl("reduce_max")(lambda x, *, axes: np.max(x, axis=tuple(axes)))
-impl("reduce_min")(lambda x, *, axes: np.min(x, axis=tuple(axes)))
-impl("argmax")(lambda x, *, axes, index_dtype: np.argmax(x, axis=axes[0]).astype(to_dtype(index_dtype).np))
+def _acc(dt):
+    """The accumulator of sums and products: float32 for ml_dtypes' floats (bf16, f8), as XLA does."""
+    return np.dtype(np.float32) if np.dtype(dt) in _ML_FLOATS else np.dtype(dt)
+
+
+impl("reduce_sum")(_errstate(lambda x, *, axes: np.sum(x, axis=tuple(axes), dtype=_acc(x.dtype))))
+impl("reduce_prod")(_errstate(lambda x, *, axes: np.prod(x, axis=tuple(axes), dtype=_acc(x.dtype))))
+impl("reduce_max")(_errstate(lambda x, *, axes: np.max(x, axis=tuple(axes))))
+impl("reduce_min")(_errstate(lambda x, *, axes: np.min(x, axis=tuple(axes))))
+impl("argmax")(_errstate(lambda x, *, axes, index_dtype: np.argmax(x, axis=axes[0]).astype(
+    to_dtype(index_dtype).np)))
 
 
 @impl("cumsum")
 @_errstate
 def _cumsum(x, *, axis, reverse=False):
     if reverse:
-        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=x.dtype), axis)
-    return np.cumsum(x, axis=axis, dtype=x.dtype)
+        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=_acc(x.dtype)), axis)
+    return np.cumsum(x, axis=axis, dtype=_acc(x.dtype))
 
 
 def _windows(x, window_dimensions, window_strides, padding, fill):
@@ -250,6 +256,7 @@ def _windows(x, window_dimensions, window_strides, padding, fill):
 
 
 @impl("reduce_window_max")
+@_errstate
 def _reduce_window_max(x, *, window_dimensions, window_strides, padding):
     fill = -np.inf if _is_float(x.dtype) else ml_dtypes.iinfo(x.dtype).min
     w = _windows(x, window_dimensions, window_strides, padding, fill)
@@ -260,7 +267,7 @@ def _reduce_window_max(x, *, window_dimensions, window_strides, padding):
 @_errstate
 def _reduce_window_sum(x, *, window_dimensions, window_strides, padding):
     w = _windows(x, window_dimensions, window_strides, padding, 0)
-    return w.sum(axis=tuple(range(x.ndim, 2 * x.ndim)), dtype=x.dtype)
+    return w.sum(axis=tuple(range(x.ndim, 2 * x.ndim)), dtype=_acc(x.dtype))
 
 
 # ---- contractions -----------------------------------------------------------------------------
