@@ -115,7 +115,8 @@ def _check_carry(what: str, tree, avals, out_tree, out_avals):
 
 def fori_loop(lower, upper, body_fun: Callable, init_val):
     """``for i in range(lower, upper): val = body_fun(i, val)``. Python-int bounds make it a scan
-    (reverse-differentiable); traced bounds make it a while loop."""
+    (reverse-differentiable); traced bounds make it a while loop. With Python-int bounds the index
+    is weakly typed (like a Python int), so ``v * 2 + i`` keeps v's float type."""
     if isinstance(lower, (int, np.integer)) and isinstance(upper, (int, np.integer)):
         lower, upper = int(lower), int(upper)
 
@@ -123,7 +124,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val):
             i, val = carry
             return (cnp.add(i, 1), body_fun(i, val)), None
 
-        (_, val), _ = scan(step, (np.int32(lower), init_val), None, length=max(upper - lower, 0))
+        (_, val), _ = scan(step, (lower, init_val), None, length=max(upper - lower, 0))
         return val
 
     def cond_fun(carry):
@@ -133,7 +134,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val):
         i, val = carry
         return cnp.add(i, 1), body_fun(i, val)
 
-    start = cnp.astype(lower, DEFAULT_INT) if not isinstance(lower, int) else np.int32(lower)
+    start = int(lower) if isinstance(lower, (int, np.integer)) else cnp.astype(lower, DEFAULT_INT)
     return while_loop(cond_fun, body, (start, init_val))[1]
 
 
