@@ -370,7 +370,24 @@ def _aval(x):
     return ShapedArray(tuple(x.shape), to_dtype(x.dtype))
 
 
+def _last_uses(jaxpr: Jaxpr) -> list[list]:
+    """For each equation, the variables read for the last time there (outputs excepted)."""
+    keep = {a for a in jaxpr.outvars if not isinstance(a, Literal)}
+    last: dict = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for a in eqn.inputs:
+            if not isinstance(a, Literal):
+                last[a] = i
+    dying: list[list] = [[] for _ in jaxpr.eqns]
+    for v, i in last.items():
+        if v not in keep:
+            dying[i].append(v)
+    return dying
+
+
 def eval_jaxpr_body(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> list[np.ndarray]:
+    """Evaluate equation by equation, dropping each value after its last use, so the memory in use
+    follows the program's liveness (what compiler.passes.memory_profile computes)."""
     env: dict = {}
 
     def read(a):
@@ -380,12 +397,16 @@ def eval_jaxpr_body(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]) ->
         env[v] = np.asarray(x)
     for v, x in zip(jaxpr.invars, args):
         env[v] = np.asarray(x)
-    for eqn in jaxpr.eqns:
+    for eqn, dying in zip(jaxpr.eqns, _last_uses(jaxpr)):
         ins = [np.asarray(read(a)) for a in eqn.inputs]
         out = IMPLS[eqn.primitive.name](*ins, **eqn.params)
+        del ins
         outs = out if eqn.primitive.multiple_results else [out]
         for v, o in zip(eqn.outvars, outs):
             env[v] = np.asarray(o).astype(v.aval.dtype.np, copy=False).reshape(v.aval.shape)
+        del out, outs
+        for v in dying:
+            env.pop(v, None)
     return [np.asarray(read(a)) for a in jaxpr.outvars]
 
 
