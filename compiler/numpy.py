@@ -426,10 +426,17 @@ def where(condition, x=None, y=None):
 def clip(x, a_min=None, a_max=None, *, min=None, max=None):
     a_min = min if a_min is None else a_min          # numpy >= 2.1 also spells them min= / max=
     a_max = max if a_max is None else a_max
+    # selects rather than max/min: at a bound the gradient passes through, as torch.clamp's does;
+    # a NaN bound gives NaN, as np.clip's does
+    def outside(beyond, bound):
+        if not isinstance(bound, Tracer) and not np.isnan(np.asarray(bound, dtype=float)).any():
+            return beyond                              # a known bound without NaN: no NaN test
+        return logical_or(beyond, isnan(bound))
+
     if a_min is not None:
-        x = maximum(x, a_min)
+        x = where(outside(less(x, a_min), a_min), a_min, x)
     if a_max is not None:
-        x = minimum(x, a_max)
+        x = where(outside(greater(x, a_max), a_max), a_max, x)
     return x
 
 
