@@ -100,10 +100,30 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
         raise shape_error(f"while_loop's cond_fun must return a boolean scalar, got "
                           f"{_describe_types(ctree, cj.out_avals)}")
     bj, bconsts, btree = _trace_body(body_fun, args_tree, avals, "while_loop's body_fun")
+    promoted = _promote_weak_carry(leaves, avals, bj.out_avals)
+    if promoted is not None:                 # a weakly typed init adopts the body's carry type
+        leaves, avals = promoted
+        cj, cconsts, ctree = _trace_body(cond_fun, args_tree, avals, "while_loop's cond_fun")
+        bj, bconsts, btree = _trace_body(body_fun, args_tree, avals, "while_loop's body_fun")
     _check_carry("while_loop's body_fun", tree, avals, btree, bj.out_avals)
     outs = _c.while_.bind(*cconsts, *bconsts, *leaves, cond_jaxpr=cj, body_jaxpr=bj,
                           cond_nconsts=len(cconsts), body_nconsts=len(bconsts))
     return tree_unflatten(tree, outs)
+
+
+def _promote_weak_carry(leaves, avals, out_avals):
+    """Like JAX: an initial carry that is a weakly typed Python scalar takes the dtype the body gives
+    it (0.0 as the start of a float64 sum). Returns new (leaves, avals), or None if nothing changes."""
+    if len(out_avals) != len(avals):
+        return None
+    changed = False
+    new_leaves, new_avals = list(leaves), list(avals)
+    for i, (a, o) in enumerate(zip(avals, out_avals)):
+        if a.weak_type and a.shape == o.shape and a.dtype != o.dtype:
+            new_leaves[i] = cnp.astype(leaves[i], o.dtype)
+            new_avals[i] = ShapedArray(a.shape, o.dtype)
+            changed = True
+    return (new_leaves, new_avals) if changed else None
 
 
 def _check_carry(what: str, tree, avals, out_tree, out_avals):
@@ -169,8 +189,13 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
         return c_leaves + [cnp._operand(y) for y in y_leaves]
 
     closed = trace_flat(flat_body, carry_avals + x_avals)
+    c_tree, y_tree, nc = box[-1]
+    promoted = _promote_weak_carry(carry_leaves, carry_avals, closed.jaxpr.out_avals[:nc])
+    if promoted is not None:                 # a weakly typed init adopts the body's carry type
+        carry_leaves, carry_avals = promoted
+        closed = trace_flat(flat_body, carry_avals + x_avals)
+        c_tree, y_tree, nc = box[-1]
     j = closed.jaxpr
-    c_tree, y_tree, nc = box[0]
     _check_carry("scan's f", carry_tree, carry_avals, c_tree, j.out_avals[:nc])
     jaxpr = Jaxpr([], j.constvars + j.invars, j.eqns, j.outvars)
     outs = _c.scan.bind(*closed.consts, *carry_leaves, *x_leaves, jaxpr=jaxpr,
