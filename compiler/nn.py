@@ -297,7 +297,8 @@ def summary(fn: Callable, params: Any, *inputs, print_fn: Callable = print) -> l
     """Print each layer's output shape and trainable parameter count, and return the rows.
 
     A layer is a top-level entry of ``params`` (a dict or a list of parameter pytrees); its output
-    is the last value computed directly from its parameters (e.g. after the bias is added)."""
+    is the last value computed directly from its parameters (e.g. after the bias is added). Layers
+    used inside lax.scan/cond/while are reported as "(inside scan)" etc."""
     from .tracing import trace
     names = list(params) if isinstance(params, dict) else list(range(len(params)))
     closed, _, _ = trace(fn, (params,) + tuple(inputs))
@@ -315,7 +316,9 @@ def summary(fn: Callable, params: Any, *inputs, print_fn: Callable = print) -> l
         shape = None
         for eqn in closed.jaxpr.eqns:
             if any(a in mine for a in eqn.inputs):
-                shape = eqn.outvars[0].aval.shape
+                # a layer used inside a loop or branch has no output of its own at this level
+                shape = f"(inside {eqn.primitive.name})" if eqn.primitive.multiple_results else \
+                    eqn.outvars[0].aval.shape
                 mine |= set(eqn.outvars) if eqn.primitive.name in ("broadcast_in_dim", "reshape", "transpose") \
                     else set()
         rows.append((str(name), shape, count))
