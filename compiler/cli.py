@@ -1,6 +1,6 @@
 """The `tracejit` command (also `python -m compiler`): print IR, check gradients, explain backprop.
 
-    tracejit ir FILE.py:FUNC --args 'f32[3],f32[]' [--grad | --jvp | --vjp]
+    tracejit ir FILE.py:FUNC --args 'f32[3],f32[]' [--grad | --jvp | --vjp] [--passes dce,cse] [--llvm]
     tracejit check FILE.py:FUNC --at 1.0,0.5
     tracejit explain FILE.py:FUNC --at 1.0,0.5
 """
@@ -81,7 +81,24 @@ def cmd_ir(ns) -> str:
                 o, tj.Tracer) else tj.numpy.ones_like(o), out))
     else:
         traced = fn
-    return str(tj.make_jaxpr(traced)(*args))
+    closed = tj.make_jaxpr(traced)(*args)
+    if ns.passes:
+        from .passes import PASSES, run_passes
+        names = [p.strip() for p in ns.passes.split(",") if p.strip()]
+        unknown = [p for p in names if p not in PASSES]
+        if unknown:
+            raise CLIError(f"unknown pass {unknown[0]!r} in --passes; available: {', '.join(PASSES)}")
+        closed = run_passes(closed, names)
+    if ns.llvm:
+        try:
+            from runtime.llvm import llvm_ir
+        except ImportError as e:
+            raise CLIError(f"the LLVM backend is not available: {e}") from None
+        try:
+            return llvm_ir(closed)
+        except NotImplementedError as e:
+            raise CLIError(f"cannot lower to LLVM yet: {e}") from None
+    return str(closed)
 
 
 def cmd_check(ns) -> str:
@@ -107,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--grad", action="store_true", help="the reverse-mode gradient program")
     mode.add_argument("--jvp", action="store_true", help="the forward-mode (JVP) program")
     mode.add_argument("--vjp", action="store_true", help="the VJP program (cotangent of ones)")
+    ir.add_argument("--passes", default="", help="passes to run first, comma-separated (e.g. simplify,cse,dce,remat)")
+    ir.add_argument("--llvm", action="store_true", help="print the LLVM IR instead of the jaxpr")
     ir.set_defaults(run=cmd_ir)
     check = sub.add_parser("check", help="compare tj.grad with sympy at a point")
     check.add_argument("target")

@@ -52,3 +52,22 @@ def test_clear_errors(seed_file, args, message):
     result = run(*args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ir_passes_shrink_the_program_and_unknown_passes_are_errors(seed_file):
+    plain = run("ir", f"{seed_file}:f", "--args", "f32[],f32[]", "--grad")
+    cleaned = run("ir", f"{seed_file}:f", "--args", "f32[],f32[]", "--grad", "--passes", "simplify,cse,dce")
+    assert cleaned.returncode == 0
+    assert cleaned.stdout.count(" = ") < plain.stdout.count(" = ")
+    bad = run("ir", f"{seed_file}:f", "--args", "f32[],f32[]", "--passes", "nope")
+    assert bad.returncode == 2 and "unknown pass 'nope'" in bad.stderr
+
+
+def test_ir_llvm_prints_llvm_ir(seed_file):
+    pytest.importorskip("llvmlite")
+    result = run("ir", f"{seed_file}:f", "--args", "f32[],f32[]", "--llvm")
+    assert result.returncode in (0, 2), result.stderr
+    if result.returncode == 0:
+        assert "define" in result.stdout and "target triple" in result.stdout
+    else:
+        assert "LLVM" in result.stderr and "Traceback" not in result.stderr
