@@ -174,7 +174,7 @@ def _dynamic_slice(x, *starts, slice_sizes):
 @impl("dynamic_update_slice")
 def _dynamic_update_slice(x, update, *starts):
     starts = _clamped_starts(x.shape, starts, update.shape)
-    out = x.copy()
+    out = np.array(x)            # a writable copy, also of a numpy scalar
     out[tuple(slice(s, s + k) for s, k in zip(starts, update.shape))] = update
     return out
 
