@@ -1,0 +1,94 @@
+"""Native code through LLVM: ``compile_llvm(closed)`` -> callable(*flat_args) -> list of arrays.
+
+plan.py decides fusion, views and buffers; codegen.py (with gemm.py, mathlib.py and the rule table
+in rules.py) writes one LLVM function for the whole program; engine.py optimizes, JIT-links and
+caches it; abi.py checks every argument before native code sees it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from compiler.ir.core import ClosedJaxpr, ShapedArray
+
+from . import engine as _engine, gemm, plan
+from .abi import NativeFunction, cfunction, prepare_consts
+from .codegen import generate
+from .rules import LOWERED
+
+__all__ = ["compile_llvm", "llvm_ir", "LOWERED", "cache_info", "clear_cache", "plan_summary"]
+
+
+@dataclass
+class Kernel:
+    """Machine code for one program text and input signature (shared by equal programs)."""
+    in_avals: list[ShapedArray]
+    const_avals: list[ShapedArray]
+    out_avals: list[ShapedArray]
+    scratch_bytes: int
+    ir: str
+    tracker: object
+    cfunc: object                 # kernel(buffer pointers...)
+    entry: object                 # entry(array objects...)
+    seconds: dict = field(default_factory=dict)
+
+
+def _plan(closed: ClosedJaxpr):
+    host = _engine.host()
+    return plan.make_plan(closed, lambda e, a, b: gemm.gemm_spec(e, a, b, host.vector_bytes), gemm.gemm_temps)
+
+
+def llvm_ir(closed: ClosedJaxpr, optimized: bool = False) -> str:
+    """The LLVM IR of the program's kernel (as generated, or after the optimization pipeline)."""
+    text, _ = generate(_plan(closed))
+    return _engine.engine().optimize(text) if optimized else text
+
+
+def plan_summary(closed: ClosedJaxpr) -> dict:
+    """How the program is cut into loops: the kind and size of each group, and the scratch it needs."""
+    plan = _plan(closed)
+    groups = [{"kind": g.kind, "eqns": [e.primitive.name for e in g.eqns], "gemm": g.gemm is not None}
+              for g in plan.groups]
+    return {"groups": groups, "scratch_bytes": plan.scratch_bytes}
+
+
+def _build(closed: ClosedJaxpr) -> Kernel:
+    eng = _engine.engine()
+    t0 = time.perf_counter()
+    plan = _plan(closed)
+    text, externals = generate(plan)
+    t1 = time.perf_counter()
+    optimized = eng.optimize(text)
+    t2 = time.perf_counter()
+    tracker, addresses = eng.link(optimized, externals, ["kernel", "entry"])
+    t3 = time.perf_counter()
+    nargs = len(plan.in_bufs) + len(plan.const_bufs) + len(plan.out_bufs) + 1
+    jaxpr = closed.jaxpr
+    return Kernel([v.aval for v in jaxpr.invars], [v.aval for v in jaxpr.constvars],
+                  [a.aval for a in jaxpr.outvars], plan.scratch_bytes, text, tracker,
+                  cfunction(addresses["kernel"], nargs), cfunction(addresses["entry"], nargs, objects=True),
+                  {"codegen": t1 - t0, "optimize": t2 - t1, "link": t3 - t2})
+
+
+def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:
+    """A native callable for ``closed``: takes the flat inputs, returns the list of flat outputs.
+
+    Raises NotImplementedError naming the primitive when some equation has no native lowering.
+    """
+    consts = prepare_consts([v.aval for v in closed.jaxpr.constvars], closed.consts)
+    key = (str(closed.jaxpr), tuple(str(v.aval) for v in closed.jaxpr.invars))
+    kernel = _engine.CACHE.get(key)
+    if kernel is None:
+        with _engine.LOCK:
+            kernel = _build(closed)
+        _engine.CACHE.put(key, kernel)
+    return NativeFunction(kernel, consts)
+
+
+def cache_info() -> dict:
+    """Hits, misses and size of the kernel cache."""
+    return _engine.CACHE.info()
+
+
+def clear_cache() -> None:
+    _engine.CACHE.clear()

@@ -1,0 +1,988 @@
+"""Plan -> LLVM IR: ``kernel(in..., consts..., outs..., scratch)`` runs the whole program, calling one
+internal function per group of the plan (so LLVM optimizes many small functions, in linear time).
+
+Everything is explicitly vectorized: a loop nest walks its index space with the innermost (coalesced)
+dimension in vectors of W lanes and one partial vector for the remainder, so the result does not
+depend on what the loop vectorizer decides. Each value read from memory is addressed through a
+*linear* index function ``offset + sum(i_d * stride_d)``: contiguous strides load vectors, zero
+strides load a scalar and splat it, anything else gathers.
+
+Register types: f32/f16/bf16 compute in float (f16/bf16 are rounded after every operation, as numpy
+does), f64 in double, integers in their width, bool in i1 (stored as one byte). Partial vectors are
+read and written lane by lane, never with masked loads/stores (see KernelGen.load).
+"""
+from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
+
+import numpy as np
+from llvmlite import ir
+
+from compiler.ir.core import DType, Literal, Var, dtype as to_dtype
+
+from . import mathlib
+from .engine import engine, host
+from .plan import Group, Linear, Nest, Plan, View, coalesce
+from .rules import ELEMENTWISE, KINDS, int_constant
+
+I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+ARRAY_DATA_OFFSET = 16       # PyArrayObject: PyObject_HEAD (16 bytes), then char *data (checked: abi.py)
+FAST = ("contract",)          # FMA contraction only: NaN, inf and signed zeros keep numpy's meaning
+I64_DT = to_dtype("i64")
+
+
+def scalar_type(d: DType) -> ir.Type:
+    """The register type of an element."""
+    if d.name == "f64":
+        return F64
+    if d.is_float:
+        return F32
+    if d.kind == "b":
+        return I1
+    return ir.IntType(8 * d.itemsize)
+
+
+def storage_type(d: DType) -> ir.Type:
+    """The in-memory type of an element."""
+    return {"f16": ir.HalfType(), "bf16": I16, "bool": I8}.get(d.name) or scalar_type(d)
+
+
+def vec(ty: ir.Type, w: int) -> ir.Type:
+    return ty if w == 1 else ir.VectorType(ty, w)
+
+
+def _mangle(ty: ir.Type) -> str:
+    if isinstance(ty, ir.VectorType):
+        return f"v{ty.count}{_mangle(ty.element)}"
+    if isinstance(ty, ir.PointerType):
+        return "p0"
+    if isinstance(ty, ir.IntType):
+        return f"i{ty.width}"
+    return {F32: "f32", F64: "f64"}.get(ty) or "f16"
+
+
+class Lanes:
+    """What an elementwise rule sees: the builder, the lane count W, and typed helpers."""
+    fast = FAST
+
+    def __init__(self, kg: "KernelGen", w: int):
+        self.kg, self.b, self.W = kg, kg.b, w
+
+    def rty(self, d: DType) -> ir.Type:
+        return vec(scalar_type(d), self.W)
+
+    def const(self, d: DType, value) -> ir.Constant:
+        return self.splat_const(scalar_type(d), value)
+
+    def splat_const(self, ty: ir.Type, value) -> ir.Constant:
+        if isinstance(ty, ir.IntType):
+            c = int_constant(ty, int(value))
+        else:
+            c = ir.Constant(ty, float(value))
+        return c if self.W == 1 else ir.Constant(ir.VectorType(ty, self.W), [c.constant] * self.W)
+
+    def splat(self, x: ir.Value) -> ir.Value:
+        if self.W == 1:
+            return x
+        v = self.b.insert_element(ir.Constant(ir.VectorType(x.type, self.W), None), x, ir.Constant(I32, 0))
+        return self.b.shuffle_vector(v, ir.Constant(v.type, None), ir.Constant(ir.VectorType(I32, self.W), None))
+
+    def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        return self.kg.declare(name, ret, args)
+
+    def intrinsic(self, name: str, args: list, ret: ir.Type | None = None, mangle: list | None = None):
+        tys = [a.type for a in args]
+        ret = ret or tys[0]
+        full = ".".join([name] + [_mangle(t) for t in (mangle or [tys[0]])])
+        return self.b.call(self.declare(full, ret, tys), args)
+
+    def clamp_index(self, i, hi: int):
+        """An i64 index (scalar or lanes) clipped into [0, hi], as XLA clamps gathers and slices."""
+        b = self.b
+        zero, top = self.splat_const(I64, 0), self.splat_const(I64, hi)
+        i = b.select(b.icmp_signed("<", i, zero), zero, i)
+        return b.select(b.icmp_signed(">", i, top), top, i)
+
+    def math(self, name: str, args: list, d: DType):
+        return mathlib.call(self, name, args, d.name == "f64")
+
+    # -- conversions between register representations ----------------------------------------
+    def round_to(self, x, d: DType):
+        """Round a float register value to what dtype d can hold (f16, bf16); others unchanged."""
+        b = self.b
+        if d.name == "f16":
+            return b.fpext(b.fptrunc(x, vec(ir.HalfType(), self.W)), vec(F32, self.W))
+        if d.name == "bf16":
+            if isinstance(x.type, ir.DoubleType) or getattr(x.type, "element", None) == F64:
+                x = b.fptrunc(x, vec(F32, self.W))
+            bits = b.bitcast(x, vec(I32, self.W))
+            lsb = b.and_(b.lshr(bits, self.splat_const(I32, 16)), self.splat_const(I32, 1))
+            rounded = b.add(b.add(bits, self.splat_const(I32, 0x7FFF)), lsb)
+            quiet = b.or_(bits, self.splat_const(I32, 0x00400000))
+            nan = b.fcmp_unordered("uno", x, x)
+            out = b.and_(b.select(nan, quiet, rounded), self.splat_const(I32, 0xFFFF0000))
+            return b.bitcast(out, vec(F32, self.W))
+        return x
+
+    def convert(self, x, src: DType, dst: DType):
+        b = self.b
+        if src == dst:
+            return x
+        sty, dty = scalar_type(src), scalar_type(dst)
+        out_ty = vec(dty, self.W)
+        if dst.kind == "b":
+            if src.is_float:
+                return b.fcmp_unordered("!=", x, self.const(src, 0.0))
+            return b.icmp_unsigned("!=", x, self.const(src, 0))
+        if src.kind == "b":
+            return b.uitofp(x, out_ty) if dst.is_float else b.zext(x, out_ty)
+        if src.is_int and dst.is_int:
+            if dty.width < sty.width:
+                return b.trunc(x, out_ty)
+            if dty.width > sty.width:
+                return (b.sext if src.kind == "i" else b.zext)(x, out_ty)
+            return x
+        if src.is_int:                     # int -> float, rounding once into the target type
+            tmp_ty = vec(ir.HalfType(), self.W) if dst.name == "f16" else out_ty
+            y = (b.sitofp if src.kind == "i" else b.uitofp)(x, tmp_ty)
+            return b.fpext(y, out_ty) if dst.name == "f16" else self.round_to(y, dst)
+        if dst.is_int:                     # float -> int saturates, NaN -> 0 (the interpreter's rule)
+            name = "llvm.fptosi.sat" if dst.kind == "i" else "llvm.fptoui.sat"
+            return self.intrinsic(name, [x], ret=out_ty, mangle=[out_ty, x.type])
+        if dst.name == "f16" and sty == F64:          # numpy rounds f64 -> f16 once
+            return b.fpext(b.fptrunc(self.to_f32_round_odd(x), vec(ir.HalfType(), self.W)), out_ty)
+        if sty != dty:
+            x = b.fpext(x, out_ty) if dty == F64 else b.fptrunc(x, out_ty)
+        return self.round_to(x, dst)
+
+    def to_f32_round_odd(self, x):
+        """f64 -> f32 rounding to odd: a later rounding to a narrower type is then exact-once
+        (LLVM's direct f64 -> f16 needs a compiler-rt call the JIT cannot resolve)."""
+        b = self.b
+        f = b.fptrunc(x, vec(F32, self.W))
+        back = b.fpext(f, x.type)
+        inexact = b.fcmp_ordered("!=", back, x)
+        away = b.fcmp_ordered(">", self.intrinsic("llvm.fabs", [back]), self.intrinsic("llvm.fabs", [x]))
+        bits = b.bitcast(f, vec(I32, self.W))
+        bits = b.sub(bits, b.zext(b.and_(inexact, away), bits.type))
+        bits = b.or_(bits, b.zext(inexact, bits.type))
+        return b.bitcast(bits, vec(F32, self.W))
+
+    def from_storage(self, raw, d: DType):
+        b = self.b
+        if d.kind == "b":
+            return b.icmp_unsigned("!=", raw, ir.Constant(raw.type, None))
+        if d.name == "f16":
+            return b.fpext(raw, vec(F32, self.W))
+        if d.name == "bf16":
+            return b.bitcast(b.shl(b.zext(raw, vec(I32, self.W)), self.splat_const(I32, 16)), vec(F32, self.W))
+        return raw
+
+    def to_storage(self, x, d: DType):
+        b = self.b
+        if d.kind == "b":
+            return b.zext(x, vec(I8, self.W))
+        if d.name == "f16":
+            return b.fptrunc(x, vec(ir.HalfType(), self.W))
+        if d.name == "bf16":
+            bits = b.bitcast(self.round_to(x, d), vec(I32, self.W))
+            return b.trunc(b.lshr(bits, self.splat_const(I32, 16)), vec(I16, self.W))
+        return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Index spaces: linear address functions, coalescing, points
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def counted_loop(b: ir.IRBuilder, n, start=0, step: int = 1, reverse: bool = False):
+    """``for i in range(start, n, step)``; yields i (``n-1+start-i`` when reversed, for step 1).
+
+    ``n`` is an int (a loop of one trip is no loop) or a run-time i64 value.
+    """
+    static = isinstance(n, int)
+    if static and isinstance(start, int) and n - start <= step:
+        yield ir.Constant(I64, n - 1 if reverse and step == 1 else start)
+        return
+    fn = b.function
+    n_v = ir.Constant(I64, n) if static else n
+    start_v = ir.Constant(I64, start) if isinstance(start, int) else start
+    pre = b.block
+    head, body, done = fn.append_basic_block("loop"), fn.append_basic_block("body"), fn.append_basic_block("done")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(start_v, pre)
+    b.cbranch(b.icmp_signed("<", i, n_v), body, done)
+    b.position_at_end(body)
+    yield b.sub(b.add(n_v, b.sub(start_v, ir.Constant(I64, 1))), i) if reverse else i
+    i.add_incoming(b.add(i, ir.Constant(I64, step)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def step(b: ir.IRBuilder, base, i, stride: int):
+    """base + i * stride, without the instructions that stride 0 or 1 make pointless."""
+    if stride == 0:
+        return base
+    scaled = i if stride == 1 else b.mul(i, ir.Constant(I64, stride))
+    if isinstance(base, ir.Constant) and base.constant == 0:
+        return scaled
+    return b.add(base, scaled)
+
+
+class Point:
+    """A position in a loop nest: per linear, the scalar offset of lane 0 and the stride between lanes."""
+
+    def __init__(self, cx: Lanes, bases: list, lane_strides: list, mask=None):
+        self.cx, self.bases, self.lane_strides, self.mask = cx, bases, lane_strides, mask
+
+    def offsets(self, k: int):
+        """Offsets of all lanes of linear k (a vector of i64), or a scalar when W == 1."""
+        cx = self.cx
+        if cx.W == 1:
+            return self.bases[k]
+        s = self.lane_strides[k]
+        lanes = ir.Constant(ir.VectorType(I64, cx.W), [i * s for i in range(cx.W)])
+        return cx.b.add(cx.splat(self.bases[k]), lanes)
+
+
+class KernelGen:
+    """Builds the kernel function for a Plan."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.host = host()
+        self.module = ir.Module(name="tracejit")
+        self.module.triple = self.host.triple
+        self.module.data_layout = str(engine().opt_machine.target_data)
+        self.externals: set[str] = set()
+        self.nargs = len(plan.in_bufs) + len(plan.const_bufs) + len(plan.out_bufs) + 1
+        self.parts: list[ir.Function] = []
+
+    def begin(self, name: str, internal: bool = True) -> None:
+        """Start a function over the kernel's arguments. Each group gets its own (kept out of line),
+        so LLVM optimizes many small functions instead of one huge one: compile time stays linear."""
+        fnty = ir.FunctionType(ir.VoidType(), [PTR] * self.nargs)
+        self.fn = ir.Function(self.module, fnty, name=name)
+        for a in self.fn.args:
+            a.add_attribute("noalias")
+        self.fn.attributes.add("nounwind")
+        if internal:
+            self.fn.linkage = "internal"
+            self.fn.attributes.add("noinline")
+        entry = self.fn.append_basic_block("entry")
+        self.setup = ir.IRBuilder(entry)
+        self.start = self.fn.append_basic_block("start")
+        self.b = ir.IRBuilder(self.start)
+        self._ptrs: dict[int, ir.Value] = {}
+
+    def end(self) -> None:
+        self.b.ret_void()
+        self.setup.branch(self.start)
+        if self.fn.name != "kernel":
+            self.parts.append(self.fn)
+
+    # -- module helpers -----------------------------------------------------------------------
+    def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+            fn.attributes.add("nounwind")
+            if not name.startswith("llvm."):
+                self.externals.add(name)
+        return fn
+
+    def alloca(self, ty: ir.Type) -> ir.Value:
+        return opaque_alloca(self.setup, ty)
+
+    def base_ptr(self, buf) -> ir.Value:
+        """The address of a buffer's first element (computed once, in the entry block)."""
+        p = self._ptrs.get(id(buf))
+        if p is None:
+            plan = self.plan
+            if buf.kind == "in":
+                p = self.fn.args[buf.index]
+            elif buf.kind == "const":
+                p = self.fn.args[len(plan.in_bufs) + buf.index]
+            elif buf.kind == "out":
+                p = self.fn.args[len(plan.in_bufs) + len(plan.const_bufs) + buf.index]
+            else:
+                p = self.setup.gep(self.fn.args[-1], [ir.Constant(I64, buf.index)], source_etype=I8)
+            self._ptrs[id(buf)] = p
+        return p
+
+    def loop(self, n, start: int = 0, step: int = 1, reverse: bool = False):
+        return counted_loop(self.b, n, start, step, reverse)
+
+    def finish(self) -> str:
+        """The entry points: ``kernel`` (buffer pointers) calls every group's function in schedule
+        order; ``entry`` takes numpy array objects and reads each one's data pointer itself, which
+        saves the ~1 us that ``arr.ctypes.data`` costs per argument on the Python side."""
+        self.begin("kernel", internal=False)
+        for part in self.parts:
+            self.b.call(part, list(self.fn.args))
+        self.end()
+        kernel = self.fn
+        self.begin("entry", internal=False)
+        b = self.b
+        data = [b.load(b.gep(a, [ir.Constant(I64, ARRAY_DATA_OFFSET)], source_etype=I8), typ=PTR)
+                for a in self.fn.args]
+        b.call(kernel, data)
+        self.end()
+        return str(self.module)
+
+    # -- reading scalars (dynamic offsets) ------------------------------------------------------
+    def scalar(self, atom) -> tuple[ir.Value, DType]:
+        """The register value of a scalar atom, loaded at the point of use."""
+        cx = Lanes(self, 1)
+        d = atom.aval.dtype
+        if isinstance(atom, Literal):
+            return cx.const(d, atom.value), d
+        view = self.plan.views[atom]
+        return self.load(cx, view.buf, self.dyn_offset(view.offset, view.dyn)), d
+
+    def dyn_offset(self, offset: int, dyn: tuple) -> ir.Value:
+        total = ir.Constant(I64, offset)
+        b = self.b
+        for atom, stride, hi in dyn:
+            v, d = self.scalar(atom)
+            cx = Lanes(self, 1)
+            v = cx.clamp_index(cx.convert(v, d, I64_DT), hi)
+            total = b.add(total, b.mul(v, ir.Constant(I64, stride)))
+        return total
+
+    # -- memory access ---------------------------------------------------------------------------
+    # Partial vectors (the remainder of a row) are read and written lane by lane: LLVM 22 turns a
+    # one-lane masked store of a truncated vector into an 8-byte store (a heap overrun), so masked
+    # loads and stores are not used at all.
+    def _lane_offsets(self, cx: Lanes, offset, stride):
+        if stride is None:
+            return offset
+        return self.b.add(cx.splat(offset), ir.Constant(ir.VectorType(I64, cx.W), [i * stride for i in range(cx.W)]))
+
+    def _lane_offset(self, offset, stride, lane: int):
+        if stride is None:
+            return self.b.extract_element(offset, ir.Constant(I32, lane))
+        return offset if lane == 0 else self.b.add(offset, ir.Constant(I64, lane * stride))
+
+    def load(self, cx: Lanes, buf, offset, stride: int | None = None, mask=None):
+        """Load lanes of ``buf`` into registers: at scalar ``offset`` with lane ``stride``, or at a
+        vector of offsets (stride None); with a mask only its leading true lanes are read."""
+        b, d = self.b, buf.dtype
+        sty = storage_type(d)
+        align = d.itemsize
+        base = self.base_ptr(buf)
+
+        def scalar_at(off):
+            return b.load(b.gep(base, [off], source_etype=sty), typ=sty, align=align)
+
+        if cx.W == 1:
+            return cx.from_storage(scalar_at(offset), d)
+        vty = ir.VectorType(sty, cx.W)
+        if stride == 0:
+            return cx.from_storage(cx.splat(scalar_at(offset)), d)
+        valid = valid_lanes(mask, cx.W)
+        if valid < cx.W:
+            raw = ir.Constant(vty, None)
+            for lane in range(valid):
+                raw = b.insert_element(raw, scalar_at(self._lane_offset(offset, stride, lane)), ir.Constant(I32, lane))
+            return cx.from_storage(raw, d)
+        if stride == 1:
+            return cx.from_storage(b.load(b.gep(base, [offset], source_etype=sty), typ=vty, align=align), d)
+        ptrs = self.lane_ptrs(base, self._lane_offsets(cx, offset, stride), sty, cx.W)
+        ones = ir.Constant(ir.VectorType(I1, cx.W), [1] * cx.W)
+        raw = cx.intrinsic("llvm.masked.gather", [ptrs, ir.Constant(I32, align), ones, ir.Constant(vty, None)],
+                           ret=vty, mangle=[vty, ptrs.type])
+        return cx.from_storage(raw, d)
+
+    def lane_ptrs(self, base, offsets, ety, w: int):
+        """A vector of element pointers (llvmlite types a vector-index GEP as a scalar ptr: fix it)."""
+        ptrs = self.b.gep(base, [offsets], source_etype=ety)
+        ptrs.type = ir.VectorType(PTR, w)
+        return ptrs
+
+    def store(self, cx: Lanes, value, buf, offset, stride: int | None = None, mask=None) -> None:
+        b, d = self.b, buf.dtype
+        sty = storage_type(d)
+        align = d.itemsize
+        raw = cx.to_storage(value, d)
+        base = self.base_ptr(buf)
+        if cx.W == 1:
+            b.store(raw, b.gep(base, [offset], source_etype=sty), align=align)
+            return
+        valid = valid_lanes(mask, cx.W)
+        if valid < cx.W or stride == 0:
+            for lane in range(valid if stride != 0 else 1):
+                p = b.gep(base, [self._lane_offset(offset, stride, lane)], source_etype=sty)
+                b.store(b.extract_element(raw, ir.Constant(I32, lane)), p, align=align)
+            return
+        if stride == 1:
+            b.store(raw, b.gep(base, [offset], source_etype=sty), align=align)
+            return
+        ptrs = self.lane_ptrs(base, self._lane_offsets(cx, offset, stride), sty, cx.W)
+        ones = ir.Constant(ir.VectorType(I1, cx.W), [1] * cx.W)
+        cx.intrinsic("llvm.masked.scatter", [raw, ptrs, ir.Constant(I32, align), ones], ret=ir.VoidType(),
+                     mangle=[raw.type, ptrs.type])
+
+    # -- loop nests over coalesced index spaces --------------------------------------------------
+    def walk(self, dims, linears: list[Linear], w: int, body) -> None:
+        """Run ``body(point)`` over the index space ``dims`` ([(size, class)]); the last dimension goes
+        in vectors of ``w`` lanes (full vectors, then one partial vector under a constant mask).
+
+        When some linear strides along the last dimension but is contiguous along the one before
+        (a transpose), those two dimensions are walked in tiles, so the strided side stays in L1.
+        """
+        b = self.b
+        bases = [self.dyn_offset(lin.offset, lin.dyn) if lin.dyn else ir.Constant(I64, lin.offset)
+                 for lin in linears]
+        if not dims:
+            body(Point(Lanes(self, 1), bases, [0] * len(linears)))
+            return
+        last = len(dims) - 1
+        cx = Lanes(self, w)
+        tiled = (w > 1 and last >= 1 and dims[last][0] >= 2 * w and dims[last - 1][0] >= 2
+                 and any(abs(lin.strides[last]) > 1 and abs(lin.strides[last - 1]) == 1 for lin in linears))
+
+        def advance(bases, k, i):
+            return [step(b, base, i, lin.strides[k]) for base, lin in zip(bases, linears)]
+
+        def vectors(bases, n: int):
+            """The last dimension from ``bases`` on, n elements: full vectors, then the remainder."""
+            strides = [lin.strides[last] for lin in linears]
+            full = n // w * w
+            if full:
+                with self.loop(full, step=w) as j:
+                    body(Point(cx, advance(bases, last, j), strides))
+            if full < n:
+                mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
+                body(Point(cx, advance(bases, last, ir.Constant(I64, full)), strides, mask))
+
+        def tiles(bases):
+            k = last - 1
+            rows_per_tile, block = w, 4 * w
+            n_rows, n = dims[k][0], dims[last][0]
+            with self.loop(n_rows, step=rows_per_tile) as t0:
+                rows = b.sub(ir.Constant(I64, n_rows), t0)
+                rows = b.select(b.icmp_signed("<", rows, ir.Constant(I64, rows_per_tile)), rows,
+                                ir.Constant(I64, rows_per_tile))
+                for start, size, count in ((0, block, n // block), (n // block * block, n % block, 1)):
+                    if not size or not count:
+                        continue
+                    with self.loop(count) as blk:
+                        l0 = b.add(ir.Constant(I64, start), b.mul(blk, ir.Constant(I64, size)))
+                        with counted_loop(b, rows) as t:
+                            vectors(advance(advance(bases, k, b.add(t0, t)), last, l0), size)
+
+        def rec(k, bases):
+            if k == last:
+                vectors(bases, dims[last][0])
+            elif tiled and k == last - 1:
+                tiles(bases)
+            else:
+                with self.loop(dims[k][0]) as i:
+                    rec(k + 1, advance(bases, k, i))
+
+        rec(0, bases)
+
+
+def opaque_alloca(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
+    """A stack slot addressed by an opaque ``ptr`` (llvmlite would type it ``ty*``)."""
+    slot = b.alloca(ty)
+    slot.type = PTR
+    return slot
+
+
+def valid_lanes(mask, w: int) -> int:
+    """How many leading lanes a (constant, prefix) tail mask enables; w without a mask."""
+    if mask is None:
+        return w
+    return sum(1 for bit in mask.constant if int(bit.constant if hasattr(bit, "constant") else bit))
+
+
+def register_bytes(d: DType) -> int:
+    """Bytes of one lane in registers (f16/bf16 compute in f32, bool is one bit)."""
+    if d.name == "bool":
+        return 1
+    return 4 if d.is_float and d.name != "f64" else d.itemsize
+
+
+def lanes_for(kg: KernelGen, dtypes, n_inner: int) -> int:
+    """Vector width: one register of the widest lane type (4 to 16 lanes), no wider than the
+    innermost extent needs."""
+    widest = max([register_bytes(d) for d in dtypes] or [4])
+    w = max(4, min(16, kg.host.lanes(widest)))
+    while w > 1 and w // 2 >= n_inner:
+        w //= 2
+    return w
+
+
+# ----------------------------------------------------------------------------------------------
+# Fused expressions: members evaluated per point, leaves loaded through linears
+# ----------------------------------------------------------------------------------------------
+
+class Fused:
+    """Equations fused over one index space, and the linear functions their leaves are read through."""
+
+    def __init__(self, kg: KernelGen, shape, eqns):
+        self.kg, self.shape, self.eqns = kg, tuple(shape), eqns
+        self.linears: list[Linear] = []
+        self.leaves: dict = {}                   # Var or id(View) -> (linear index, buf)
+        self.gens: dict = {}                     # id(eqn) -> how the generator reads
+        self.members = {v for e in eqns for v in e.outvars}
+        for e in eqns:
+            kind = KINDS[e.primitive.name]
+            if kind == "elementwise":
+                for a in e.inputs:
+                    if isinstance(a, Var) and a not in self.members:
+                        self.leaf(a)
+            else:
+                self._generator(e)
+
+    def add(self, strides, offset=0, dyn=()) -> int:
+        self.linears.append(Linear(list(strides), offset, dyn))
+        return len(self.linears) - 1
+
+    def _broadcast_strides(self, view: View):
+        if view.shape == self.shape:
+            return view.strides
+        assert view.shape == (), (view.shape, self.shape)
+        return (0,) * len(self.shape)
+
+    def leaf(self, src) -> tuple[int, object]:
+        key = src if isinstance(src, Var) else id(src)
+        if key not in self.leaves:
+            view = self.kg.plan.views[src] if isinstance(src, Var) else src
+            self.leaves[key] = (self.add(self._broadcast_strides(view), view.offset, view.dyn), view.buf)
+        return self.leaves[key]
+
+    def _generator(self, e) -> None:
+        name = e.primitive.name
+        if name == "iota":
+            strides = [1 if d == e.params["dimension"] else 0 for d in range(len(self.shape))]
+            self.gens[id(e)] = ("iota", self.add(strides))
+        elif name == "dynamic_slice":
+            x, *starts = e.inputs
+            view = self.kg.plan.views[x]
+            dyn = view.dyn + tuple((s, st, n - k) for s, st, n, k in
+                                   zip(starts, view.strides, view.shape, e.params["slice_sizes"]))
+            self.gens[id(e)] = ("load", self.add(view.strides, view.offset, dyn), view.buf)
+        elif name == "gather":
+            x, idx = e.inputs
+            axis = e.params["axis"]
+            xv, iv = self.kg.plan.views[x], self.kg.plan.views[idx]
+            k = len(iv.shape)
+            xs = xv.strides[:axis] + (0,) * k + xv.strides[axis + 1:]
+            ist = (0,) * axis + iv.strides + (0,) * (len(xv.shape) - axis - 1)
+            self.gens[id(e)] = ("gather", self.add(xs, xv.offset, xv.dyn), xv.buf, self.add(ist, iv.offset, iv.dyn),
+                                iv.buf, xv.strides[axis], xv.shape[axis] - 1)
+        else:                                     # a view of a literal: a constant
+            self.gens[id(e)] = ("const", e.inputs[0])
+
+    def dtypes(self):
+        out = [v.aval.dtype for v in self.members]
+        out += [buf.dtype for _, buf in self.leaves.values()]
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def value(self, pt: Point, atom, env: dict):
+        cx = pt.cx
+        if isinstance(atom, Literal):
+            return cx.const(atom.aval.dtype, atom.value)
+        if isinstance(atom, Var) and atom in env:
+            return env[atom]
+        k, buf = self.leaf(atom)
+        v = self.kg.load(cx, buf, pt.bases[k], pt.lane_strides[k], pt.mask)
+        if isinstance(atom, Var):
+            env[atom] = v
+        return v
+
+    def evaluate(self, pt: Point) -> dict:
+        env: dict = {}
+        for e in self.eqns:
+            out = e.outvars[0]
+            d = out.aval.dtype
+            spec = self.gens.get(id(e))
+            if spec is None:
+                args = [self.value(pt, a, env) for a in e.inputs]
+                v = ELEMENTWISE[e.primitive.name](pt.cx, args, e)
+                if d.name in ("f16", "bf16") and e.primitive.name != "convert_element_type":
+                    v = pt.cx.round_to(v, d)
+            else:
+                v = self._generate(pt, spec, d)
+            env[out] = v
+        return env
+
+    def _generate(self, pt: Point, spec, d: DType):
+        cx, b, kg = pt.cx, pt.cx.b, self.kg
+        kind = spec[0]
+        if kind == "const":
+            return cx.const(d, spec[1].value)
+        if kind == "iota":
+            return cx.convert(pt.offsets(spec[1]), I64_DT, d)
+        if kind == "load":
+            _, k, buf = spec
+            return kg.load(cx, buf, pt.bases[k], pt.lane_strides[k], pt.mask)
+        _, kx, xbuf, ki, ibuf, axis_stride, hi = spec
+        idx = kg.load(cx, ibuf, pt.bases[ki], pt.lane_strides[ki], pt.mask)
+        idx = cx.clamp_index(cx.convert(idx, ibuf.dtype, I64_DT), hi)
+        if cx.W > 1 and pt.lane_strides[ki] == 0 and pt.lane_strides[kx] in (0, 1):
+            first = b.extract_element(idx, ir.Constant(I32, 0))
+            off = b.add(pt.bases[kx], b.mul(first, ir.Constant(I64, axis_stride)))
+            return kg.load(cx, xbuf, off, pt.lane_strides[kx], pt.mask)
+        off = b.add(pt.offsets(kx), b.mul(idx, cx.const(I64_DT, axis_stride)))
+        return kg.load(cx, xbuf, off, None, pt.mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# Group emitters
+# ----------------------------------------------------------------------------------------------
+
+def emit_nest(kg: KernelGen, nest: Nest) -> None:
+    if int(np.prod(nest.shape)) == 0:
+        return
+    fz = Fused(kg, nest.shape, nest.eqns)
+    outs = []
+    for src, dst, mode in nest.outs:
+        if not isinstance(src, Literal) and src not in fz.members:
+            fz.leaf(src)
+        ind = nest.indirect.get(id(dst))
+        if ind is None:
+            outs.append((src, mode, fz.add(dst.strides, dst.offset, dst.dyn), dst.buf, None))
+        else:
+            idx, axis, axis_stride, n = ind
+            iv = kg.plan.views[idx]
+            k = len(iv.shape)
+            ist = (0,) * axis + iv.strides + (0,) * (len(nest.shape) - axis - k)
+            outs.append((src, mode, fz.add(dst.strides, dst.offset, dst.dyn), dst.buf,
+                         (fz.add(ist, iv.offset, iv.dyn), iv.buf, axis_stride, n - 1)))
+    dims = coalesce(nest.shape, fz.linears)
+    dtypes = fz.dtypes() + [dst.buf.dtype for _, dst, _ in nest.outs]
+    w = 1 if nest.sequential or not dims else lanes_for(kg, dtypes, dims[-1][0])
+
+    def body(pt: Point):
+        env = fz.evaluate(pt)
+        cx, b = pt.cx, kg.b
+        for src, mode, k, buf, ind in outs:
+            v = fz.value(pt, src, env)
+            src_dtype = src.aval.dtype if not isinstance(src, View) else src.dtype
+            v = cx.convert(v, src_dtype, buf.dtype)
+            offset, stride = pt.bases[k], pt.lane_strides[k]
+            if ind is not None:                     # scatter_add: clamped index, then read-modify-write
+                ki, ibuf, axis_stride, hi = ind
+                idx = cx.clamp_index(cx.convert(kg.load(cx, ibuf, pt.bases[ki]), ibuf.dtype, I64_DT), hi)
+                offset = b.add(offset, b.mul(idx, ir.Constant(I64, axis_stride)))
+            if mode == "add":
+                old = kg.load(cx, buf, offset, stride, pt.mask)
+                v = apply(cx, "add", [old, v], buf.dtype)
+                if buf.dtype.name in ("f16", "bf16"):
+                    v = cx.round_to(v, buf.dtype)
+            kg.store(cx, v, buf, offset, stride, pt.mask)
+
+    kg.walk(dims, fz.linears, w, body)
+
+
+def apply(cx: Lanes, name: str, args: list, d: DType):
+    """Apply elementwise rule ``name`` to operands of dtype d outside any equation."""
+    aval = SimpleNamespace(aval=SimpleNamespace(dtype=d))
+    eqn = SimpleNamespace(primitive=SimpleNamespace(name=name), inputs=[aval] * len(args), outvars=[aval], params={})
+    return ELEMENTWISE[name](cx, args, eqn)
+
+
+# ---- reductions, argmax, cumsum, and dot products without a GEMM kernel --------------------------
+
+_IDENTITY = {"sum": 0, "cumsum": 0, "dot": 0, "prod": 1}
+
+
+class Combine:
+    """How a reduction folds values into its accumulator: identity and combine."""
+
+    def __init__(self, kind: str, d: DType):
+        self.kind, self.d = kind, d
+
+    def identity(self, cx: Lanes):
+        d, k = self.d, self.kind
+        if k in _IDENTITY:
+            return cx.const(d, _IDENTITY[k])
+        big = k == "min"
+        if d.is_float:
+            return cx.const(d, float("inf") if big else float("-inf"))
+        if d.kind == "b":
+            return cx.const(d, 1 if big else 0)
+        info = np.iinfo(d.np)
+        return cx.const(d, info.max if big else info.min)
+
+    def __call__(self, cx: Lanes, acc, v):
+        """Floats accumulate in registers (f32 for f16/bf16) as numpy's pairwise sums and the
+        interpreter's f32 accumulator for bf16 do; f16 products and cumsums round every step,
+        as numpy's float16 loops do."""
+        k, d, b = self.kind, self.d, cx.b
+        each = (lambda v: cx.round_to(v, d)) if d.name == "f16" and k in ("prod", "cumsum") else (lambda v: v)
+        if k in ("sum", "cumsum", "dot"):
+            return each(b.fadd(acc, v, flags=FAST)) if d.is_float else b.add(acc, v)
+        if k == "prod":
+            return each(b.fmul(acc, v, flags=FAST)) if d.is_float else b.mul(acc, v)
+        return apply(cx, "max" if k in ("max", "argmax") else "min", [v, acc], d)
+
+
+def _argmax_better(cx: Lanes, d: DType, v, i, best, besti):
+    """(v, i) beats (best, besti): larger, or NaN over a number, or as large with a smaller index."""
+    b = cx.b
+    if d.is_float:
+        vn, bn = b.fcmp_unordered("uno", v, v), b.fcmp_unordered("uno", best, best)
+        gt = b.or_(b.fcmp_ordered(">", v, best), b.and_(vn, b.not_(bn)))
+        tie = b.or_(b.fcmp_ordered("==", v, best), b.and_(vn, bn))
+    else:
+        gt = (b.icmp_signed if d.kind == "i" else b.icmp_unsigned)(">", v, best)
+        tie = b.icmp_unsigned("==", v, best)
+    return b.or_(gt, b.and_(tie, b.icmp_signed("<", i, besti)))
+
+
+def emit_reduce(kg: KernelGen, g: Group) -> None:
+    e = g.eqns[-1]
+    name = e.primitive.name
+    x = e.inputs[0]
+    in_shape = tuple(x.aval.shape)
+    out = kg.plan.views[g.out]
+    if name == "cumsum":
+        axes, kind = (e.params["axis"],), "cumsum"
+    else:
+        axes = tuple(e.params["axes"])
+        kind = {"reduce_sum": "sum", "reduce_prod": "prod", "reduce_max": "max", "reduce_min": "min",
+                "argmax": "argmax"}[name]
+    fz = Fused(kg, in_shape, g.eqns[:-1])
+    if isinstance(x, Var) and x not in fz.members:
+        fz.leaf(x)
+    Reduction(kg, fz, in_shape, axes, kind, x.aval.dtype, lambda pt, env: fz.value(pt, x, env), out,
+              reverse=bool(e.params.get("reverse", False))).emit()
+
+
+class Reduction:
+    """The loop nest of a reduction (or a scan, for cumsum) of ``operand(point, env)`` over ``axes``.
+
+    Case A (the innermost dimension is reduced): per output element, a vector accumulator runs along
+    that dimension and its lanes are folded at the end. Case B (the innermost dimension is kept): a
+    vector of outputs accumulates while the reduced dimensions are looped inside. Scans keep the
+    order of additions (W = 1 in case A), so cumsum matches numpy bit for bit.
+    """
+
+    def __init__(self, kg, fz: Fused, in_shape, axes, kind, acc_dtype, operand, out: View, reverse=False):
+        self.kg, self.fz, self.in_shape, self.axes = kg, fz, tuple(in_shape), tuple(axes)
+        self.kind, self.acc_dtype, self.operand, self.out, self.reverse = kind, acc_dtype, operand, out, reverse
+        self.scan, self.argmax = kind == "cumsum", kind == "argmax"
+        self.comb = Combine(kind, acc_dtype)
+        if self.scan:
+            out_strides = out.strides
+        else:
+            it = iter(out.strides)
+            out_strides = [0 if d in self.axes else next(it) for d in range(len(in_shape))]
+        self.k_out = fz.add(out_strides, out.offset)
+        self.k_count = fz.add([1 if d in self.axes else 0 for d in range(len(in_shape))]) if self.argmax else None
+
+    def emit(self) -> None:
+        kg = self.kg
+        if int(np.prod(self.out.shape)) == 0:
+            return
+        if int(np.prod(self.in_shape)) == 0:              # an empty reduced axis: the identity
+            ident = _IDENTITY.get(self.kind, 0)
+            emit_nest(kg, Nest(self.out.shape, [], [(Literal(ident, _scalar_aval(self.out.dtype)), self.out,
+                                                     "store")]))
+            return
+        linears = self.fz.linears
+        self.dims = dims = coalesce(self.in_shape, linears, [1 if d in self.axes else 0
+                                                             for d in range(len(self.in_shape))])
+        self.red = [k for k, (_, c) in enumerate(dims) if c == 1]
+        self.keep = [k for k, (_, c) in enumerate(dims) if c == 0]
+        inner_reduced = bool(dims) and dims[-1][1] == 1
+        dtypes = self.fz.dtypes() + [self.acc_dtype]
+        if not dims or (inner_reduced and self.scan):
+            self.w = 1
+        else:
+            self.w = lanes_for(kg, dtypes, dims[-1][0])
+        self.acc = kg.alloca(vec(scalar_type(self.acc_dtype), self.w))
+        self.acc_i = kg.alloca(vec(I64, self.w)) if self.argmax else None
+        bases = [kg.dyn_offset(lin.offset, lin.dyn) if lin.dyn else ir.Constant(I64, lin.offset)
+                 for lin in linears]
+        if inner_reduced:
+            self.over_kept_a(0, bases)
+        elif (self.red and not self.scan and not self.argmax and self.acc_dtype == self.out.dtype
+              and self.out.dtype.name not in ("f16", "bf16")):
+            self.accumulate_in_place()
+        else:
+            self.over_kept_b(0, bases)
+
+    def accumulate_in_place(self) -> None:
+        """Case B when the output holds the accumulator's type: fill the output with the identity,
+        then walk the input in memory order doing out[o] = combine(out[o], x). Every access is then
+        contiguous (a column sum reads rows, instead of walking down each column)."""
+        kg = self.kg
+        ident = Combine(self.kind, self.out.dtype).identity(Lanes(kg, 1)).constant
+        emit_nest(kg, Nest(self.out.shape, [], [(Literal(ident, _scalar_aval(self.out.dtype)), self.out, "store")]))
+        k = self.k_out
+        buf = self.out.buf
+
+        def body(pt: Point) -> None:
+            v = self.operand(pt, self.fz.evaluate(pt))
+            old = kg.load(pt.cx, buf, pt.bases[k], pt.lane_strides[k], pt.mask)
+            kg.store(pt.cx, self.comb(pt.cx, old, v), buf, pt.bases[k], pt.lane_strides[k], pt.mask)
+        kg.walk(self.dims, self.fz.linears, self.w, body)
+
+    # -- shared pieces ---------------------------------------------------------------------------
+    def at(self, bases, k, i):
+        return [step(self.kg.b, base, i, lin.strides[k]) for base, lin in zip(bases, self.fz.linears)]
+
+    def strides(self, k):
+        return [lin.strides[k] for lin in self.fz.linears]
+
+    def init(self, cx: Lanes) -> None:
+        b = self.kg.b
+        ident = Combine("max", self.acc_dtype).identity(cx) if self.argmax else self.comb.identity(cx)
+        b.store(ident, self.acc)
+        if self.argmax:
+            b.store(cx.splat_const(I64, 0), self.acc_i)
+
+    def fold(self, pt: Point) -> None:
+        cx, b = pt.cx, self.kg.b
+        v = self.operand(pt, self.fz.evaluate(pt))
+        cur = b.load(self.acc, typ=v.type)
+        if self.argmax:
+            i = pt.offsets(self.k_count)
+            curi = b.load(self.acc_i, typ=i.type)
+            better = _argmax_better(cx, self.acc_dtype, v, i, cur, curi)
+            if pt.mask is not None:
+                better = b.and_(better, pt.mask)
+            b.store(b.select(better, v, cur), self.acc)
+            b.store(b.select(better, i, curi), self.acc_i)
+            return
+        new = self.comb(cx, cur, v)
+        if pt.mask is not None:
+            new = b.select(pt.mask, new, cur)
+        b.store(new, self.acc)
+
+    def result(self, cx: Lanes):
+        """The accumulator (argmax: its index), lanes folded to one when cx is scalar and w > 1."""
+        b = self.kg.b
+        ty = vec(scalar_type(self.acc_dtype), self.w)
+        value = b.load(self.acc, typ=ty)
+        index = b.load(self.acc_i, typ=vec(I64, self.w)) if self.argmax else None
+        if cx.W == self.w:
+            return index if self.argmax else value
+        lane = [ir.Constant(I32, i) for i in range(self.w)]
+        best = b.extract_element(value, lane[0])
+        besti = b.extract_element(index, lane[0]) if self.argmax else None
+        for l in lane[1:]:
+            v = b.extract_element(value, l)
+            if self.argmax:
+                i = b.extract_element(index, l)
+                better = _argmax_better(cx, self.acc_dtype, v, i, best, besti)
+                best, besti = b.select(better, v, best), b.select(better, i, besti)
+            else:
+                best = self.comb(cx, best, v)
+        return besti if self.argmax else best
+
+    def put(self, pt: Point, value) -> None:
+        cx = pt.cx
+        src = I64_DT if self.argmax else self.acc_dtype
+        k = self.k_out
+        self.kg.store(cx, cx.convert(value, src, self.out.dtype), self.out.buf, pt.bases[k],
+                      pt.lane_strides[k], pt.mask)
+
+    # -- case A: the innermost dimension is reduced ---------------------------------------------
+    def over_kept_a(self, ki, bases) -> None:
+        if ki < len(self.keep):
+            k = self.keep[ki]
+            with self.kg.loop(self.dims[k][0]) as i:
+                self.over_kept_a(ki + 1, self.at(bases, k, i))
+            return
+        cxw, cx1 = Lanes(self.kg, self.w), Lanes(self.kg, 1)
+        self.init(cxw)
+        self.over_reduced_a(0, bases)
+        if not self.scan:
+            self.put(Point(cx1, bases, [0] * len(bases)), self.result(cx1))
+
+    def over_reduced_a(self, ri, bases) -> None:
+        kg, w = self.kg, self.w
+        k = self.red[ri]
+        n = self.dims[k][0]
+        if ri < len(self.red) - 1:
+            with kg.loop(n) as i:
+                self.over_reduced_a(ri + 1, self.at(bases, k, i))
+            return
+        cx = Lanes(kg, w)
+        full = n // w * w
+        if full:
+            with kg.loop(full, step=w, reverse=self.reverse and w == 1) as j:
+                pt = Point(cx, self.at(bases, k, j), self.strides(k))
+                self.fold(pt)
+                if self.scan:
+                    self.put(pt, self.result(cx))
+        if full < n:
+            mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
+            self.fold(Point(cx, self.at(bases, k, ir.Constant(I64, full)), self.strides(k), mask))
+
+    # -- case B: the innermost dimension is kept -------------------------------------------------
+    def over_kept_b(self, ki, bases) -> None:
+        kg, w = self.kg, self.w
+        if not self.keep:
+            return self.chunk(Lanes(kg, 1), bases, [0] * len(bases), None)
+        if ki < len(self.keep) - 1:
+            k = self.keep[ki]
+            with kg.loop(self.dims[k][0]) as i:
+                self.over_kept_b(ki + 1, self.at(bases, k, i))
+            return
+        k = self.keep[-1]
+        n = self.dims[k][0]
+        cx = Lanes(kg, w)
+        full = n // w * w
+        if full:
+            with kg.loop(full, step=w) as j:
+                self.chunk(cx, self.at(bases, k, j), self.strides(k), None)
+        if full < n:
+            mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
+            self.chunk(cx, self.at(bases, k, ir.Constant(I64, full)), self.strides(k), mask)
+
+    def chunk(self, cx: Lanes, bases, strides, mask) -> None:
+        self.init(cx)
+        self.over_reduced_b(cx, 0, bases, strides, mask)
+        if not self.scan or not self.red:             # (a scan over a size-1 axis is a copy)
+            self.put(Point(cx, bases, strides, mask), self.result(cx))
+
+    def over_reduced_b(self, cx, ri, bases, strides, mask) -> None:
+        if ri == len(self.red):
+            self.fold(Point(cx, bases, strides, mask))
+            return
+        k = self.red[ri]
+        with self.kg.loop(self.dims[k][0], reverse=self.reverse) as i:
+            inner = self.at(bases, k, i)
+            self.over_reduced_b(cx, ri + 1, inner, strides, mask)
+            if self.scan and ri == len(self.red) - 1:
+                self.put(Point(cx, inner, strides, mask), self.result(cx))
+
+
+def _scalar_aval(d: DType):
+    from compiler.ir.core import ShapedArray
+    return ShapedArray((), d)
+
+
+# ----------------------------------------------------------------------------------------------
+# The kernel
+# ----------------------------------------------------------------------------------------------
+
+def generate(plan: Plan) -> tuple[str, list[str]]:
+    """The LLVM IR text of the plan's kernel and the external symbols it calls."""
+    from .gemm import emit_dot
+    kg = KernelGen(plan)
+    for k, g in enumerate(plan.groups):
+        kg.begin(f"group{k}_{g.kind}")
+        if g.kind == "reduce":
+            emit_reduce(kg, g)
+        elif g.kind == "dot":
+            emit_dot(kg, g)
+        else:
+            for nest in g.nests:
+                emit_nest(kg, nest)
+        kg.end()
+    return kg.finish(), sorted(kg.externals)
