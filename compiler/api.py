@@ -24,8 +24,9 @@ from .tree_util import tree_flatten, tree_unflatten
 # importing runtime first works too)
 tracing.eager_apply = lambda prim, args, params: _interpreter.apply_primitive(prim, args, params)
 
-# The LLVM backend is not built yet (see README); until it is, jit runs on the numpy interpreter.
-DEFAULT_BACKEND = "numpy"
+# jit compiles to native code; a program using a primitive the LLVM backend cannot lower yet runs on
+# the numpy interpreter instead (with a warning naming the primitive).
+DEFAULT_BACKEND = "llvm"
 
 
 def _normalize_argnums(static_argnums, nargs: int) -> tuple[int, ...]:
@@ -89,11 +90,25 @@ class Lowered:
     def compile(self) -> Callable:
         if self._compiled is None:
             start = time.perf_counter()
-            self._compiled = runtime.compile(self.closed, self.backend)
+            self.backend_used = self.backend
+            try:
+                self._compiled = runtime.compile(self.closed, self.backend)
+            except NotImplementedError as e:
+                if self.backend != "llvm":
+                    raise
+                import warnings
+                warnings.warn(f"the LLVM backend cannot run this program yet ({e}); it runs on the numpy "
+                              f"interpreter", RuntimeWarning, stacklevel=3)
+                self.backend_used = "numpy"
+                self._compiled = runtime.compile(self.closed, "numpy")
             self.compile_seconds = time.perf_counter() - start
         return self._compiled
 
     def __call__(self, *flat_args):
+        # any numpy array is accepted here: views (strided, broadcast) and unaligned buffers are
+        # copied into the C-contiguous layout native code requires
+        flat_args = [np.require(a, requirements="CA") if isinstance(a, np.ndarray) and not (
+            a.flags.c_contiguous and a.flags.aligned) else a for a in flat_args]
         return self.compile()(*flat_args)
 
 
