@@ -1146,13 +1146,12 @@ _METHODS = {
     "reshape": lambda self, *shape, order="C": reshape(self, shape[0] if len(shape) == 1 and not isinstance(
         shape[0], int) else shape, order),
     "astype": astype, "squeeze": squeeze, "ravel": ravel, "flatten": ravel, "swapaxes": swapaxes,
-    "dot": dot, "clip": clip, "round": round, "take": take, "repeat": None,
+    "dot": dot, "clip": clip, "round": round, "take": take,
 }
 for _name, _fn in _OPERATORS.items():
     setattr(Tracer, _name, _fn)
 for _name, _fn in _METHODS.items():
-    if _fn is not None:
-        setattr(Tracer, _name, _fn)
+    setattr(Tracer, _name, _fn)
 Tracer.T = property(lambda self: transpose(self))
 Tracer.mT = property(lambda self: swapaxes(self, -1, -2))
 
