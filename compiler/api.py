@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -14,10 +15,16 @@ import numpy as np
 import runtime
 import runtime.interpreter as _interpreter
 
+from . import numpy as cnp
 from . import tracing
-from .ir.core import ClosedJaxpr
+from .ir.core import ClosedJaxpr, Jaxpr, Literal, ShapedArray
+from .passes import DEFAULT_PASSES, run_passes
+from .passes.fold import fold_constants
+from .passes.remat import remat as remat_pass
+from .primitives.control import checkpoint as checkpoint_p
 from .tracing import Tracer, aval_of, trace
 from .transforms import ad as _ad
+from .transforms.batching import batch_eval
 from .tree_util import tree_flatten, tree_unflatten
 
 # outside any trace, a primitive runs on the numpy interpreter (looked up at call time, so that
@@ -96,7 +103,6 @@ class Lowered:
             except NotImplementedError as e:
                 if self.backend != "llvm":
                     raise
-                import warnings
                 warnings.warn(f"the LLVM backend cannot run this program yet ({e}); it runs on the numpy "
                               f"interpreter", RuntimeWarning, stacklevel=3)
                 self.backend_used = "numpy"
@@ -116,7 +122,6 @@ class Jitted:
     """The result of ``jit(f)``: traces once per input signature, caches, and runs on a backend."""
 
     def __init__(self, fun: Callable, backend: str | None, static_argnums, passes=None):
-        from .passes import DEFAULT_PASSES
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.passes = DEFAULT_PASSES if passes is None else tuple(passes)
@@ -138,7 +143,6 @@ class Jitted:
         key, dyn_fun, dynamic, _ = self._key_and_dynamic(args, kwargs)
         lowered = self._cache.get(key)
         if lowered is None:
-            from .passes import run_passes
             closed, in_tree, out_tree = trace(dyn_fun, dynamic, kwargs)
             self.trace_count += 1
             lowered = Lowered(run_passes(closed, self.passes), in_tree, out_tree, self.backend)
@@ -190,7 +194,6 @@ def _replace_args(fun: Callable, args: Sequence[Any], nums: tuple[int, ...], kwa
 
 def _as_array(x, like_aval):
     """A tangent or cotangent value as an array (or tracer) of the primal's dtype and shape."""
-    from . import numpy as cnp
     x = cnp.asarray(x, like_aval.dtype) if not isinstance(x, Tracer) else x
     if aval_of(x).shape != like_aval.shape:
         raise TypeError(f"expected a tangent/cotangent of shape {like_aval.shape}, got {aval_of(x).shape}")
@@ -198,7 +201,6 @@ def _as_array(x, like_aval):
 
 
 def _zeros(aval):
-    from . import numpy as cnp
     return cnp.zeros(aval.shape, aval.dtype)
 
 
@@ -233,7 +235,6 @@ def linearize(fun: Callable, *primals):
     recomputing fun. The JVP program is traced with the primals known and the tangents unknown, and
     constant folding evaluates everything that does not depend on the tangents (partial evaluation):
     what is left is the linear map, with the residuals as its constants."""
-    from .passes.fold import fold_constants
     p_leaves, p_tree = tree_flatten(tuple(primals))
     closed, _, out_tree = trace(fun, primals)
     tangent_avals = [aval_of(p).strip_weak() for p in p_leaves]
@@ -250,16 +251,15 @@ def linearize(fun: Callable, *primals):
     j = linear.jaxpr
     used = {a for e in j.eqns for a in e.inputs} | set(j.outvars[n_out:])
     keep = [k for k, v in enumerate(j.constvars) if v in used]
-    tangent_program = ClosedJaxpr(type(j)([j.constvars[k] for k in keep], j.invars, j.eqns, j.outvars[n_out:]),
+    tangent_program = ClosedJaxpr(Jaxpr([j.constvars[k] for k in keep], j.invars, j.eqns, j.outvars[n_out:]),
                                   [linear.consts[k] for k in keep])
-    from .transforms.ad import eval_inline
 
     def f_jvp(*tangents):
         t_leaves, t_tree = tree_flatten(tuple(tangents))
         if t_tree != p_tree:
             raise TypeError(f"f_jvp expects tangents shaped like the primals {p_tree}, got {t_tree}")
         ts = [_as_array(t, a) for t, a in zip(t_leaves, tangent_avals)]
-        return tree_unflatten(out_tree, eval_inline(tangent_program.jaxpr, tangent_program.consts, ts))
+        return tree_unflatten(out_tree, _ad.eval_inline(tangent_program.jaxpr, tangent_program.consts, ts))
 
     f_jvp.jaxpr = tangent_program            # the linear program, for inspection
     return tree_unflatten(out_tree, primal_outs), f_jvp
@@ -267,7 +267,6 @@ def linearize(fun: Callable, *primals):
 
 def _read_folded(closed: ClosedJaxpr, atom):
     """The value of an output that folding made known (primal outputs never depend on tangents)."""
-    from .ir.core import Literal
     if isinstance(atom, Literal):
         return atom.value
     return closed.consts[closed.jaxpr.constvars.index(atom)]
@@ -372,7 +371,6 @@ def _jacobian(fun: Callable, argnums, forward: bool):
 
 def _assemble(parts, axis: int, shape, like):
     """Stack per-element derivatives (along ``axis``) into a Jacobian block of ``shape``."""
-    from . import numpy as cnp
     if not parts:
         return cnp.zeros(shape, like.dtype)
     return cnp.reshape(cnp.stack(parts, axis), shape)
@@ -407,15 +405,12 @@ def checkpoint(fun: Callable, policy: str | None = None, **options):
     policy None / "nothing_saveable": keep only the inputs. Other policies ("every_k" with k=...,
     "sqrt", "memory_budget" with budget_bytes=..., "dots_saveable") cut fun into several checkpointed
     segments with compiler.passes.remat."""
-    from .ir.core import Jaxpr
-    from .primitives.control import checkpoint as checkpoint_p
 
     @functools.wraps(fun)
     def wrapped(*args):
         closed, _, out_tree = trace(fun, args)
         leaves = tree_flatten(args)[0]
         if policy not in (None, "nothing_saveable"):
-            from .passes.remat import remat as remat_pass
             program = remat_pass(closed, policy, **options)
             return tree_unflatten(out_tree, _ad.eval_inline(program.jaxpr, program.consts, leaves))
         j = closed.jaxpr
@@ -460,9 +455,6 @@ def _broadcast_prefix(spec, tree, what: str) -> list:
 def vmap(fun: Callable, in_axes=0, out_axes=0):
     """Vectorize ``fun`` over axis ``in_axes`` of its arguments; outputs stack the results on
     ``out_axes``. Every primitive has a batching rule, so the result is one batched program."""
-    from . import numpy as cnp
-    from .ir.core import ShapedArray
-    from .transforms.batching import batch_eval
 
     @functools.wraps(fun)
     def batched(*args):
