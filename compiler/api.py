@@ -130,6 +130,7 @@ class Jitted:
             raise ValueError(f"unknown backend {self.backend!r}; expected 'numpy' or 'llvm'")
         self.static_argnums = static_argnums
         self._cache: dict = {}
+        self._fast: dict = {}           # (tree, cheap per-leaf signature) -> Lowered, for the common call
         self.trace_count = 0
 
     def _key_and_dynamic(self, args, kwargs):
@@ -150,10 +151,22 @@ class Jitted:
         return lowered
 
     def __call__(self, *args, **kwargs):
+        fast_key = None
+        if not kwargs and not self.static_argnums:
+            # the common call: arrays and scalars, no static arguments; a signature cheaper than
+            # building types, looked up first
+            leaves, tree = tree_flatten(args)
+            fast_key = (tree, tuple((x.shape, x.dtype) if type(x) is np.ndarray else type(x)
+                                    for x in leaves))
+            lowered = self._fast.get(fast_key)
+            if lowered is not None:
+                return tree_unflatten(lowered.out_tree, lowered(*leaves))
         key, dyn_fun, dynamic, leaves = self._key_and_dynamic(args, kwargs)
         if any(isinstance(x, Tracer) for x in leaves):
             return self.fun(*args, **kwargs)     # inside another trace: inline into it
         lowered = self._cache.get(key) or self.lower(*args, **kwargs)
+        if fast_key is not None:
+            self._fast[fast_key] = lowered
         outs = lowered(*leaves)
         return tree_unflatten(lowered.out_tree, outs)
 

@@ -253,13 +253,17 @@ class Point:
 class KernelGen:
     """Builds the kernel function for a Plan."""
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, parent: "KernelGen | None" = None, prefix: str = ""):
         self.plan = plan
         self.host = host()
-        self.module = ir.Module(name="tracejit")
-        self.module.triple = self.host.triple
-        self.module.data_layout = str(engine().opt_machine.target_data)
-        self.externals: set[str] = set()
+        self.prefix = prefix
+        if parent is None:
+            self.module = ir.Module(name="tracejit")
+            self.module.triple = self.host.triple
+            self.module.data_layout = str(engine().opt_machine.target_data)
+            self.externals: set[str] = set()
+        else:                                   # a cond branch: its functions go into the parent's module
+            self.module, self.externals = parent.module, parent.externals
         self.nargs = len(plan.in_bufs) + len(plan.const_bufs) + len(plan.out_bufs) + 1
         self.parts: list[ir.Function] = []
 
@@ -267,7 +271,7 @@ class KernelGen:
         """Start a function over the kernel's arguments. Each group gets its own (kept out of line),
         so LLVM optimizes many small functions instead of one huge one: compile time stays linear."""
         fnty = ir.FunctionType(ir.VoidType(), [PTR] * self.nargs)
-        self.fn = ir.Function(self.module, fnty, name=name)
+        self.fn = ir.Function(self.module, fnty, name=self.prefix + name)
         for a in self.fn.args:
             a.add_attribute("noalias")
         self.fn.attributes.add("nounwind")
@@ -675,7 +679,10 @@ def emit_nest(kg: KernelGen, nest: Nest) -> None:
                 ki, ibuf, axis_stride, hi = ind
                 idx = cx.clamp_index(cx.convert(kg.load(cx, ibuf, pt.bases[ki]), ibuf.dtype, I64_DT), hi)
                 offset = b.add(offset, b.mul(idx, ir.Constant(I64, axis_stride)))
-            if mode == "add":
+            if mode == "max":
+                old = kg.load(cx, buf, offset, stride, pt.mask)
+                v = apply(cx, "max", [v, old], buf.dtype)
+            elif mode == "add":
                 old = kg.load(cx, buf, offset, stride, pt.mask)
                 v = apply(cx, "add", [old, v], buf.dtype)
                 if buf.dtype.name in ("f16", "bf16"):
@@ -971,11 +978,12 @@ def _scalar_aval(d: DType):
 # The kernel
 # ----------------------------------------------------------------------------------------------
 
-def generate(plan: Plan) -> tuple[str, list[str]]:
-    """The LLVM IR text of the plan's kernel and the external symbols it calls."""
+def emit_groups(kg: KernelGen) -> None:
     from .gemm import emit_dot
-    kg = KernelGen(plan)
-    for k, g in enumerate(plan.groups):
+    for k, g in enumerate(kg.plan.groups):
+        if g.kind == "cond":
+            emit_cond(kg, g, k)
+            continue
         kg.begin(f"group{k}_{g.kind}")
         if g.kind == "reduce":
             emit_reduce(kg, g)
@@ -985,4 +993,47 @@ def generate(plan: Plan) -> tuple[str, list[str]]:
             for nest in g.nests:
                 emit_nest(kg, nest)
         kg.end()
+
+
+def emit_cond(kg: KernelGen, g: Group, k: int) -> None:
+    """Each branch becomes a function ``(ins..., outs..., scratch)`` of its own plan; the group's
+    function clamps the index and calls one of them on the operands' and results' buffers."""
+    e = g.eqns[0]
+    index, *ops = e.inputs
+    fns = []
+    for j, sub in enumerate(g.branches):
+        bk = KernelGen(sub, parent=kg, prefix=f"{kg.prefix}g{k}b{j}_")
+        emit_groups(bk)
+        bk.begin("kernel")
+        for part in list(bk.parts):
+            bk.b.call(part, list(bk.fn.args))
+        bk.end()
+        fns.append(bk.fn)
+    kg.begin(f"group{k}_cond")
+    b = kg.b
+    cx = Lanes(kg, 1)
+    v, d = kg.scalar(index)
+    i = cx.clamp_index(cx.convert(v, d, I64_DT), len(fns) - 1)
+    args = [kg.base_ptr(kg.plan.views[a].buf) for a in ops]
+    args += [kg.base_ptr(kg.plan.views[v].buf) for v in e.outvars]
+    if "branch" in g.temps:
+        args.append(kg.base_ptr(g.temps["branch"]))
+    else:
+        args.append(ir.Constant(PTR, None))
+    done = kg.fn.append_basic_block("cond_done")
+    blocks = [kg.fn.append_basic_block(f"branch{j}") for j in range(len(fns))]
+    sw = b.switch(i, blocks[0])
+    for j, blk in enumerate(blocks):
+        sw.add_case(ir.Constant(I64, j), blk)
+        b.position_at_end(blk)
+        b.call(fns[j], args)
+        b.branch(done)
+    b.position_at_end(done)
+    kg.end()
+
+
+def generate(plan: Plan) -> tuple[str, list[str]]:
+    """The LLVM IR text of the plan's kernel and the external symbols it calls."""
+    kg = KernelGen(plan)
+    emit_groups(kg)
     return kg.finish(), sorted(kg.externals)

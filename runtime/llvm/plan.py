@@ -16,12 +16,14 @@ Three ideas carry the whole backend:
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
 
-from compiler.ir.core import ClosedJaxpr, DType, Eqn, Jaxpr, Literal, Var
+from compiler.ir.core import PRIMITIVES, ClosedJaxpr, DType, Eqn, Jaxpr, Literal, ShapedArray, Var
+from compiler.ir.core import dtype as to_dtype
 
 from .rules import KINDS, SUPPORTED_DTYPES
 
@@ -230,6 +232,7 @@ class Group:
     temps: dict = field(default_factory=dict)         # dot: scratch it needs while it runs
     merged_into: "Group | None" = None
     gemm: object = None                     # dot: the GEMM blocking it runs with (None: a reduction)
+    branches: list = field(default_factory=list)      # cond: the Plan of each branch
 
 
 @dataclass
@@ -537,6 +540,189 @@ class Planner:
         nest.indirect[id(target)] = (idx, axis, dst.strides[axis], x.aval.shape[axis])
         return [Nest(x.aval.shape, [], [(x, dst, "store")]), nest]
 
+    def _nests_reduce_window_max(self, e: Eqn, dst: View) -> list[Nest]:
+        return self._window_nests(e, dst, "max")
+
+    def _nests_reduce_window_sum(self, e: Eqn, dst: View) -> list[Nest]:
+        return self._window_nests(e, dst, "add")
+
+    def _window_nests(self, e: Eqn, dst: View, mode: str) -> list[Nest]:
+        """Pooling as one accumulating pass per window position: fill the output with the padding
+        value (the combine's identity), then for each offset k of the window combine in the input
+        elements that land inside the unpadded input (a strided view) at the outputs they belong to.
+        f16 and bf16 sums accumulate in an f32 scratch and round once, as numpy and the interpreter do."""
+        x = e.inputs[0]
+        d = x.aval.dtype
+        out_shape = e.outvars[0].aval.shape
+        wd, ws, pad = e.params["window_dimensions"], e.params["window_strides"], e.params["padding"]
+        if mode == "max":
+            fill = float("-inf") if d.is_float else int(np.iinfo(d.np).min)
+        else:
+            fill = 0
+        acc = dst
+        if mode == "add" and d.name in ("f16", "bf16"):
+            tmp = Var(ShapedArray(out_shape, to_dtype("f32")))
+            acc = self.storage(tmp)
+        nests = [Nest(out_shape, [], [(Literal(fill, ShapedArray((), acc.dtype)), acc, "store")])]
+        lit = isinstance(x, Literal)                  # a constant operand: every element is the literal
+        src = View(None, 0, x.aval.shape, (0,) * len(x.aval.shape)) if lit else self.storage(x)
+        if 0 not in out_shape and 0 not in x.aval.shape:
+            per_dim = []
+            for kk_n, n, m, s, (lo, _) in zip(wd, x.aval.shape, out_shape, ws, pad):
+                # input index i = o * s + k - lo must lie in [0, n)
+                def info(k, n=n, m=m, s=s, lo=lo):
+                    o0 = max(0, -(-(lo - k) // s))
+                    o1 = min(m, (n - 1 + lo - k) // s + 1)
+                    return None if o1 <= o0 else (o0, o1 - o0, 1, o0 * s + k - lo)
+                per_dim.append(_axis_runs(kk_n, info))
+            nd = len(out_shape)
+            for combo in itertools.product(*per_dim):
+                kshape = tuple(r[1] for r in combo)
+                oshape = tuple(r[3] for r in combo)
+                offset = src.offset + sum(r[5] * xs for r, xs in zip(combo, src.strides))
+                doff = acc.offset + sum(r[2] * os_ for r, os_ in zip(combo, acc.strides))
+                shape = kshape + oshape
+                sstr = tuple(r[6] * xs for r, xs in zip(combo, src.strides)) + tuple(xs * s for xs, s in
+                                                                                   zip(src.strides, ws))
+                dstr = (0,) * nd + tuple(acc.strides)
+                piece = x if lit else View(src.buf, offset, shape, sstr, src.dyn)
+                nests.append(Nest(shape, [], [(piece, View(acc.buf, doff, shape, dstr), mode)],
+                                  sequential=int(np.prod(oshape)) == 1))
+        if acc is not dst:
+            nests.append(Nest(out_shape, [], [(acc, dst, "store")]))
+        return nests
+
+    def _conv(self, e: Eqn, i: int) -> None:
+        """conv_general_dilated as im2col + dot_general: the columns (G, Cg, *K, N, *OUT) are filled by
+        one strided copy per kernel position (zeros where padding or dilation puts no input), then
+        (G, O/G, Cg*K) x (G, Cg*K, N*OUT) runs as a batched GEMM, then a copy puts (G, O/G, N, *OUT)
+        into (N, O, *OUT)."""
+        x, w = (self.materialize(a, i) for a in e.inputs)
+        out = e.outvars[0]
+        p = e.params
+        d = out.aval.dtype
+        N, C, *S = x.aval.shape
+        O, Cg, *K = w.aval.shape
+        OUT = list(out.aval.shape[2:])
+        G = p["feature_group_count"]
+        nsp = len(S)
+        ws, ld, rd, pad = p["window_strides"], p["lhs_dilation"], p["rhs_dilation"], p["padding"]
+        ck, npix = Cg * int(np.prod(K, dtype=np.int64)), N * int(np.prod(OUT, dtype=np.int64))
+        cols = Var(ShapedArray((G, ck, npix), d))
+        g = self.new_group("loop", [], i, shape=(G, ck, npix), closed=True)
+        for a in (x, w):
+            self.read(a, g)
+        xv = self.storage(x)
+        cv = self.storage(cols)
+        cshape = (G, Cg, *K, N, *OUT)
+        cs = contiguous_strides(cshape)
+        nests = []
+        full = True
+        pieces = []
+        if 0 not in cshape and 0 not in x.aval.shape:
+            per_dim = []
+            for j in range(nsp):
+                # dilated input coordinate t = o * s + k * rd - lo must be a multiple of ld in [0, (n-1)*ld]
+                def info(k, j=j):
+                    s_, base, n, m = ws[j], k * rd[j] - pad[j][0], S[j], OUT[j]
+                    os_ = [o for o in range(m) if (o * s_ + base) % ld[j] == 0
+                           and 0 <= o * s_ + base <= (n - 1) * ld[j]]
+                    if not os_:
+                        return None
+                    step_o = os_[1] - os_[0] if len(os_) > 1 else 1
+                    return os_[0], len(os_), step_o, (os_[0] * s_ + base) // ld[j]
+                runs = _axis_runs(K[j], info)
+                if sum(r[1] for r in runs) != K[j] or any(r[3] != OUT[j] for r in runs):
+                    full = False
+                per_dim.append(runs)
+            xsp = xv.strides[2:]
+            csk, cso = cs[2:2 + nsp], cs[3 + nsp:]
+            for combo in itertools.product(*per_dim):
+                pshape = (G, Cg, *(r[1] for r in combo), N, *(r[3] for r in combo))
+                offset = xv.offset + sum(r[5] * xs for r, xs in zip(combo, xsp))
+                doff = cv.offset + sum(r[0] * c1 + r[2] * c2 for r, c1, c2 in zip(combo, csk, cso))
+                sstr = (Cg * xv.strides[1], xv.strides[1], *(r[6] * xs for r, xs in zip(combo, xsp)),
+                        xv.strides[0], *(r[4] * s_ // l_ * xs for r, s_, l_, xs in zip(combo, ws, ld, xsp)))
+                dstr = (cs[0], cs[1], *csk, cs[2 + nsp], *(r[4] * c2 for r, c2 in zip(combo, cso)))
+                pieces.append(Nest(pshape, [], [(View(xv.buf, offset, pshape, sstr, xv.dyn),
+                                                 View(cv.buf, doff, pshape, dstr), "store")]))
+        else:
+            full = False
+        if not full:
+            nests.append(Nest(cshape, [], [(Literal(0, ShapedArray((), d)), View(cv.buf, cv.offset, cshape, cs),
+                                             "store")]))
+        g.nests = nests + pieces
+        g.out = cols
+        self.producer[cols] = g
+        # the weights as (G, O/G, Cg*K)
+        wshape = (G, O // G, ck)
+        wv = _view_reshape(self.storage(w), wshape)
+        if wv is None:
+            wc = Var(w.aval)
+            cg = self.new_group("loop", [], i, shape=w.aval.shape, closed=True)
+            cg.nests = [Nest(w.aval.shape, [], [(w, self.storage(wc), "store")])]
+            cg.out = wc
+            self.producer[wc] = cg
+            wv = _view_reshape(self.storage(wc), wshape)
+            w = wc
+        wr = Var(ShapedArray(wshape, d))
+        self.views[wr] = wv
+        if self.group_of(w) is not None:
+            self.producer[wr] = self.group_of(w)
+        res = Var(ShapedArray((G, O // G, npix), d))
+        dot = Eqn(PRIMITIVES["dot_general"], [wr, cols], [res],
+                  {"dimension_numbers": (((2,), (1,)), ((0,), (0,))), "preferred_element_type": None})
+        self._pos[id(dot)] = i
+        self._dot(dot, i)
+        # (G, O/G, N, *OUT) -> (N, O, *OUT)
+        rv = self.storage(res)
+        rv = View(rv.buf, rv.offset, (G, O // G, N, *OUT), contiguous_strides((G, O // G, N, *OUT)))
+        perm = (2, 0, 1) + tuple(range(3, 3 + nsp))
+        rv = _view_transpose(rv, perm)
+        rv = View(rv.buf, rv.offset, (N, O, *OUT), (rv.strides[0], rv.strides[2], *rv.strides[3:]))
+        cp = self.new_group("loop", [], i, shape=out.aval.shape, closed=True)
+        self.read(res, cp)
+        cp.nests = [Nest(out.aval.shape, [], [(rv, self.storage(out), "store")])]
+        cp.out = out
+        self.producer[out] = cp
+
+    def _branch(self, e: Eqn, i: int) -> None:
+        """cond: each branch is planned on its own (its own groups and scratch, in a temp of this
+        arena); the kernel picks one at run time and calls it on contiguous operand buffers."""
+        index, *ops = e.inputs
+        sub = []
+        for br in e.params["branches"]:
+            if br.constvars:
+                raise Unsupported("LLVM backend: cond branches with constants are not supported yet")
+            sub.append(Planner(ClosedJaxpr(br, []), self.gemm_spec, self.gemm_temps, self.gemm_min_flops).run())
+        args = []
+        for a in ops:
+            a = self.materialize(a, i)
+            view = self.storage(a)
+            if not view.is_full_contiguous():
+                tmp = Var(a.aval)
+                cg = self.new_group("loop", [], i, shape=a.aval.shape, closed=True)
+                self.read(a, cg)
+                cg.nests = [Nest(a.aval.shape, [], [(a, self.storage(tmp), "store")])]
+                cg.out = tmp
+                self.producer[tmp] = cg
+                a = tmp
+            args.append(a)
+        e = Eqn(e.primitive, [index, *args], e.outvars, e.params)
+        self._pos[id(e)] = i
+        g = self.new_group("cond", [e], i, closed=True)
+        g.out = e.outvars[0] if e.outvars else None
+        for a in e.inputs:
+            self.read(a, g)
+            if isinstance(a, Var):
+                self.storage(a)
+        for v in e.outvars:
+            self.storage(v)
+        g.branches = sub
+        top = max(p.scratch_bytes for p in sub)
+        if top:
+            g.temps = {"branch": Buf("scratch", -1, to_dtype("u8"), top)}
+
     # -- outputs and memory ---------------------------------------------------------------------
     def _claim_outputs(self, end: int) -> list[Buf]:
         """Computed outputs are written in place into the output arrays; the others are copied."""
@@ -609,6 +795,30 @@ class Planner:
             live.append((offset, size, end[key]))
             top = max(top, offset + size)
         return top
+
+
+
+def _axis_runs(n: int, info) -> list[tuple]:
+    """Group window / kernel positions 0..n-1 of one axis into runs that one strided nest can cover.
+
+    ``info(k)`` gives (first output, output count, output step, first input index) for position k,
+    or None when no output reads an input element there. A run is (k0, length, first output, output
+    count, output step, first input index, input step per k)."""
+    runs: list[list] = []
+    for k in range(n):
+        r = info(k)
+        if r is None:
+            continue
+        o0, cnt, so, i0 = r
+        if runs:
+            p = runs[-1]
+            if p[0] + p[1] == k and p[2:5] == [o0, cnt, so] and (p[1] == 1 or i0 - p[5] == p[6] * p[1]):
+                if p[1] == 1:
+                    p[6] = i0 - p[5]
+                p[1] += 1
+                continue
+        runs.append([k, 1, o0, cnt, so, i0, 0])
+    return [tuple(r) for r in runs]
 
 
 def group_buffers(g: Group, views: dict) -> list[Buf]:

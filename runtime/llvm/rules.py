@@ -264,7 +264,12 @@ KINDS.update({name: "view" for name in ("broadcast_in_dim", "reshape", "transpos
 KINDS.update({name: "reduce" for name in ("reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "argmax",
                                            "cumsum")})
 KINDS.update({"dot_general": "dot", "checkpoint": "inline"})
-KINDS.update({name: "seq" for name in ("concatenate", "pad", "dynamic_update_slice", "scatter_add")})
+KINDS.update({name: "seq" for name in ("concatenate", "pad", "dynamic_update_slice", "scatter_add",
+                                        "reduce_window_max", "reduce_window_sum")})
+KINDS.update({"conv_general_dilated": "conv"})
+# cond as native branches (plan.Planner._branch, codegen.emit_cond); while and scan not yet
+NATIVE_CONTROL_FLOW = {"cond": "branch"}
+KINDS.update(NATIVE_CONTROL_FLOW)
 
 LOWERED = frozenset(KINDS)
 

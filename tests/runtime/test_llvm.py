@@ -413,7 +413,7 @@ def test_unlowered_primitive_raises_naming_it():
 def test_lowered_table_is_known_primitives():
     assert llvm.LOWERED <= set(PRIMITIVES)
     missing = set(PRIMITIVES) - llvm.LOWERED
-    assert {"while", "cond", "scan"} <= missing
+    assert {"while", "scan"} <= missing
 
 
 BAD_CALLS = textwrap.dedent("""
