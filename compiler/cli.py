@@ -3,6 +3,7 @@
     tracejit ir FILE.py:FUNC --args 'f32[3],f32[]' [--grad | --jvp | --vjp] [--passes dce,cse] [--llvm]
     tracejit check FILE.py:FUNC --at 1.0,0.5
     tracejit explain FILE.py:FUNC --at 1.0,0.5
+    tracejit bench [--quick] [--write]
 """
 from __future__ import annotations
 
@@ -114,6 +115,20 @@ def cmd_explain(ns) -> str:
     return ""
 
 
+def cmd_bench(ns) -> str:
+    """Run bench/run.py from the source checkout (benchmarks are not part of the installed package)."""
+    import subprocess
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "run.py")
+    if not os.path.isfile(script):
+        raise CLIError("tracejit bench runs bench/run.py from a source checkout of tracejit; none found "
+                       f"at {script}")
+    flags = (["--quick"] if ns.quick else []) + (["--write"] if ns.write else [])
+    status = subprocess.call([sys.executable, script, *flags])
+    if status:
+        raise CLIError(f"the benchmark exited with status {status}")
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracejit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("target")
     explain.add_argument("--at", required=True)
     explain.set_defaults(run=cmd_explain)
+    bench = sub.add_parser("bench", help="time tracejit against numpy, jax.jit and PyTorch")
+    bench.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    bench.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 

@@ -71,3 +71,10 @@ def test_ir_llvm_prints_llvm_ir(seed_file):
         assert "define" in result.stdout and "target triple" in result.stdout
     else:
         assert "LLVM" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_quick_runs_the_benchmark_table():
+    result = subprocess.run([sys.executable, "-m", "compiler", "bench", "--quick"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| workload |" in result.stdout and "Traceback" not in result.stderr
