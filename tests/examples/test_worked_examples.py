@@ -460,3 +460,19 @@ def test_script_runs_from_the_command_line(tmp_path, name):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip()
+
+
+def test_matmul_benchmark_measures_correct_products(tmp_path):
+    pytest.importorskip("matplotlib")
+    import importlib
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        rows = importlib.import_module("matmul_benchmark").main(["--quick", "--out", str(tmp_path)])
+    finally:
+        sys.path.pop(0)
+    assert [r[0] for r in rows] == [32, 64, 128]
+    assert all(r[1] > 0 and r[2] > 0 for r in rows)          # both throughputs measured
+    assert max(r[3] for r in rows) < 1e-5                    # the kernel computed the right product
+    assert (tmp_path / "matmul_benchmark.png").exists()
