@@ -36,6 +36,15 @@ SPARSITY = [("dense", None), ("50%", (0.5, "unstructured")), ("2:4", (0.5, "2:4"
             ("75%", (0.75, "unstructured")), ("90%", (0.9, "unstructured"))]
 
 
+def compiled(program, backend: str):
+    """The program compiled for the backend, or on the numpy interpreter where the backend cannot
+    lower it (e.g. int4 on LLVM); returns (callable, backend used)."""
+    try:
+        return runtime.compile(program, backend), backend
+    except NotImplementedError:
+        return runtime.compile(program, "numpy"), "numpy"
+
+
 def best_time(fn, args, repeats: int) -> float:
     fn(*args)                                     # warm up (and compile)
     times = []
@@ -66,7 +75,7 @@ def main(argv=None):
         return float(np.mean(np.argmax(logits, axis=-1) == y_test))
 
     base_acc = accuracy(float_program)
-    base_time = best_time(runtime.compile(float_program, args.backend), (x_test,), repeats)
+    base_time = best_time(compiled(float_program, args.backend)[0], (x_test,), repeats)
     rows = []
     for s_name, s_opts in SPARSITY:
         pruned = float_program if s_opts is None else prune(float_program, s_opts[0], structure=s_opts[1])
@@ -74,20 +83,23 @@ def main(argv=None):
             program = pruned if weights is None else quantize(pruned, weights, activations=activations,
                                                               calibration=[(x_train[:len(x_test)],)])
             acc = accuracy(program)
-            seconds = best_time(runtime.compile(program, args.backend), (x_test,), repeats)
+            fn, used = compiled(program, args.backend)
+            seconds = best_time(fn, (x_test,), repeats)
             report = quantization_report(float_program, program, [(x_test,)])
             rows.append({"config": f"{f_name}/{s_name}", "accuracy": acc, "loss": base_acc - acc,
                          "speedup": base_time / seconds, "ms": seconds * 1e3,
-                         "weight_bytes": report.weight_bytes_quantized, "error": report.relative_error})
+                         "weight_bytes": report.weight_bytes_quantized, "error": report.relative_error,
+                         "backend": used})
     front = set(pareto_front([[r["accuracy"], r["speedup"]] for r in rows], maximize=(True, True),
                              return_indices=True).tolist())
 
     print(f"\nfloat program: test accuracy {base_acc:.4f}, {base_time * 1e3:.2f} ms per forward pass of "
           f"{len(x_test)} images on the {args.backend} backend (best of {repeats})")
-    print(f"{'config':<16}{'accuracy':>9}{'loss':>8}{'ms':>9}{'speed-up':>10}{'weight B':>11}{'rel.err':>9}  pareto")
+    print(f"{'config':<16}{'accuracy':>9}{'loss':>8}{'ms':>9}{'speed-up':>10}{'weight B':>11}{'rel.err':>9}"
+          f"  {'ran on':<7} pareto")
     for i, r in enumerate(rows):
         print(f"{r['config']:<16}{r['accuracy']:>9.4f}{r['loss']:>8.4f}{r['ms']:>9.2f}{r['speedup']:>10.2f}"
-              f"{r['weight_bytes']:>11,}{r['error']:>9.4f}  {'*' if i in front else ''}")
+              f"{r['weight_bytes']:>11,}{r['error']:>9.4f}  {r['backend']:<7} {'*' if i in front else ''}")
 
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "pareto_sweep.png")
