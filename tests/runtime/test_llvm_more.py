@@ -12,48 +12,7 @@ from runtime import llvm
 
 import runtime
 
-SETTINGS = dict(max_examples=int(__import__("os").environ.get("LLVM_EXAMPLES", 25)), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
-
-
-GUARD = 256
-
-
-def guarded_call(fn, *args):
-    """Run a compiled function with its outputs and scratch fenced by guard bytes, and fail if the
-    kernel wrote outside them (an overrun that might not crash but would corrupt the heap)."""
-    k = fn.kernel
-    arrays = llvm.abi.check_native_args(k.in_avals, args)
-    raws, outs = [], []
-    for aval in k.out_avals:
-        raw = np.full(aval.size * aval.dtype.itemsize + 2 * GUARD, 0xAB, np.uint8)
-        raws.append(raw)
-        outs.append(raw[GUARD:raw.size - GUARD].view(aval.dtype.np).reshape(aval.shape))
-    scratch = np.full(k.scratch_bytes + 2 * GUARD, 0xAB, np.uint8)
-    k.cfunc(*[a.ctypes.data for a in arrays], *fn._const_ptrs, *[o.ctypes.data for o in outs],
-            scratch[GUARD:].ctypes.data)
-    for raw in raws + [scratch]:
-        assert (raw[:GUARD] == 0xAB).all() and (raw[raw.size - GUARD:] == 0xAB).all(), "kernel wrote out of bounds"
-    return outs
-
-
-def assert_same(closed, *args, rtol=1e-5, atol=1e-6):
-    """The LLVM result equals the interpreter's: exactly for ints and bools, within tolerance for
-    floats (NaN where numpy has NaN); and the kernel stays inside its buffers."""
-    ref = runtime.eval_jaxpr(closed, *args)
-    fn = runtime.compile(closed, "llvm")
-    got = fn(*args)
-    for g, h in zip(got, guarded_call(fn, *args)):
-        assert g.tobytes() == h.tobytes()
-    assert len(ref) == len(got)
-    for r, g in zip(ref, got):
-        assert g.dtype == r.dtype and g.shape == r.shape, (g.dtype, r.dtype, g.shape, r.shape)
-        if r.dtype.kind in "iub" and r.dtype.names is None and r.dtype != ml_dtypes.bfloat16:
-            np.testing.assert_array_equal(g, r)
-        else:
-            np.testing.assert_allclose(g.astype(np.float64), r.astype(np.float64), rtol=rtol, atol=atol,
-                                       equal_nan=True)
-
+from llvm_checks import SETTINGS, assert_same  # noqa: E402
 
 
 def test_lowered_names():
