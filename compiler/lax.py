@@ -5,13 +5,12 @@ sub-jaxprs instead, so the loop or branch becomes one equation of the program.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from . import numpy as cnp
 from .ir.core import DEFAULT_INT, Jaxpr, ShapedArray, Var, bool_, dtype as to_dtype, i32
-from .ir.errors import ShapeError
 from .primitives import control as _c, elementwise as _e, linalg as _l, reductions as _r, structural as _s
 from .tracing import aval_of, shape_error, trace_flat
 from .tree_util import tree_flatten, tree_unflatten

@@ -13,8 +13,7 @@ import numpy as np
 
 from . import lax, numpy as cnp, random
 from .ir.core import DEFAULT_FLOAT, dtype as to_dtype
-from .tracing import aval_of
-from .tree_util import tree_flatten, tree_leaves
+from .tree_util import tree_leaves
 
 
 def _typed(value, like):

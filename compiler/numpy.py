@@ -8,15 +8,13 @@ Operators, methods, ``np.*`` functions and ufuncs on tracers are attached at the
 from __future__ import annotations
 
 import builtins
-import string
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .ir.core import (DEFAULT_FLOAT, DEFAULT_INT, DType, ShapedArray, bool_, dtype as to_dtype, i32,
                       promote, u32)
-from .ir.errors import ShapeError
-from .primitives import control as _c, elementwise as _e, linalg as _l, reductions as _r, structural as _s
+from .primitives import elementwise as _e, linalg as _l, reductions as _r, structural as _s
 from .tracing import Tracer, aval_of, shape_error
 
 ndarray = np.ndarray

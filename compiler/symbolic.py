@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .ir.core import ClosedJaxpr, Jaxpr, Literal, ShapedArray, f64
-from .tracing import aval_of, trace
+from .ir.core import ClosedJaxpr, Jaxpr, Literal
+from .tracing import trace
 
 # Shape-only primitives that are the identity on a single element.
 _ONE_ELEMENT_IDENTITY = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose",

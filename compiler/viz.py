@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any, Sequence
 
 import numpy as np
 

@@ -12,8 +12,7 @@ from ..ir.core import DType, Primitive, ShapedArray, bool_, dtype as to_dtype
 from ..ir.errors import ShapeError
 from ._lazy import cnp
 from ..transforms.batching import elementwise_batch_rule
-from .derivatives import (MINUS_ONE, ONE, elementwise_rules, is_float, linear_rules, typed,
-                          zero_derivative_rules)
+from .derivatives import (MINUS_ONE, ONE, elementwise_rules, linear_rules, typed, zero_derivative_rules)
 
 _FLOAT, _INT, _BOOL = "f", "iu", "b"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..ir.core import Eqn, Jaxpr, Literal, Var
+from ..ir.core import Eqn, Jaxpr, Literal
 from ..tracing import bind
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import compiler as tj
-import compiler.numpy as cnp
 from compiler import nn, optim
 
 torch = pytest.importorskip("torch")

@@ -1,5 +1,4 @@
 """Magnitude pruning (unstructured, global, N:M) and Pareto fronts against brute force."""
-import itertools
 
 import numpy as np
 import pytest

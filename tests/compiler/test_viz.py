@@ -1,7 +1,6 @@
 """Graph pictures: DOT text structure, values and adjoints on nodes, rendering through graphviz."""
 import shutil
 
-import numpy as np
 import pytest
 
 import compiler as tj

@@ -7,7 +7,7 @@ import textwrap
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import compiler as tj
 import compiler.numpy as cnp
@@ -15,7 +15,7 @@ import runtime
 from compiler.ir.core import PRIMITIVES, dtype as D
 from runtime import llvm
 
-from llvm_checks import GUARD, SETTINGS, assert_same, guarded_call  # noqa: E402,F401
+from llvm_checks import SETTINGS, assert_same
 
 
 def check(f, *args, **tol):

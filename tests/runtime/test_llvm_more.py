@@ -3,16 +3,14 @@
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import compiler as tj
 import compiler.numpy as cnp
 from compiler import lax, nn
 from runtime import llvm
 
-import runtime
-
-from llvm_checks import SETTINGS, assert_same  # noqa: E402
+from llvm_checks import SETTINGS, assert_same
 
 
 def test_lowered_names():
