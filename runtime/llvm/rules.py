@@ -42,6 +42,26 @@ def _arith(cx, args, eqn):
     return getattr(cx.b, op)(x, y)
 
 
+def _integer_division(cx, x, y, d):
+    """Floor quotient and remainder as numpy's // and %, without the traps x86 raises on a zero
+    divisor or MIN / -1 (both are computed with a safe divisor and fixed afterwards).
+    Returns (quotient, remainder, zero, minus_one) for signed types."""
+    b = cx.b
+    zero = b.icmp_unsigned("==", y, cx.const(d, 0))
+    minus1 = b.icmp_signed("==", y, cx.const(d, -1))
+    safe = b.select(b.or_(zero, minus1), cx.const(d, 1), y)
+    q, r = b.sdiv(x, safe), b.srem(x, safe)
+    fix = b.and_(b.icmp_signed("!=", r, cx.const(d, 0)),
+                 b.icmp_signed("<", b.xor(r, safe), cx.const(d, 0)))      # signs differ: floor
+    return b.sub(q, b.zext(fix, q.type)), b.select(fix, b.add(r, safe), r), zero, minus1
+
+
+def _unsigned_division(cx, op, x, y, d):
+    b = cx.b
+    zero = b.icmp_unsigned("==", y, cx.const(d, 0))
+    return b.select(zero, cx.const(d, 0), op(x, b.select(zero, cx.const(d, 1), y)))
+
+
 @rule("div")
 def _div(cx, args, eqn):
     x, y = args
@@ -49,16 +69,10 @@ def _div(cx, args, eqn):
     b = cx.b
     if d.is_float:
         return b.fdiv(x, y)
-    zero = b.icmp_unsigned("==", y, cx.const(d, 0))
     if d.kind == "u":
-        return b.select(zero, cx.const(d, 0), b.udiv(x, b.select(zero, cx.const(d, 1), y)))
-    minus1 = b.icmp_signed("==", y, cx.const(d, -1))
-    safe = b.select(b.or_(zero, minus1), cx.const(d, 1), y)     # x86 traps on /0 and MIN/-1
-    q, r = b.sdiv(x, safe), b.srem(x, safe)
-    fix = b.and_(b.icmp_signed("!=", r, cx.const(d, 0)),
-                 b.icmp_signed("<", b.xor(r, safe), cx.const(d, 0)))
-    q = b.sub(q, b.zext(fix, q.type))
-    q = b.select(minus1, b.sub(cx.const(d, 0), x), q)
+        return _unsigned_division(cx, b.udiv, x, y, d)
+    q, _, zero, minus1 = _integer_division(cx, x, y, d)
+    q = b.select(minus1, b.sub(cx.const(d, 0), x), q)                 # wraps for MIN, as numpy
     return b.select(zero, cx.const(d, 0), q)
 
 
@@ -69,17 +83,10 @@ def _rem(cx, args, eqn):
     b = cx.b
     if d.is_float:
         return b.frem(x, y)
-    zero = b.icmp_unsigned("==", y, cx.const(d, 0))
     if d.kind == "u":
-        return b.select(zero, cx.const(d, 0), b.urem(x, b.select(zero, cx.const(d, 1), y)))
-    minus1 = b.icmp_signed("==", y, cx.const(d, -1))
-    bad = b.or_(zero, minus1)
-    safe = b.select(bad, cx.const(d, 1), y)
-    r = b.srem(x, safe)
-    fix = b.and_(b.icmp_signed("!=", r, cx.const(d, 0)),
-                 b.icmp_signed("<", b.xor(r, safe), cx.const(d, 0)))
-    r = b.select(fix, b.add(r, safe), r)
-    return b.select(bad, cx.const(d, 0), r)
+        return _unsigned_division(cx, b.urem, x, y, d)
+    _, r, zero, minus1 = _integer_division(cx, x, y, d)
+    return b.select(b.or_(zero, minus1), cx.const(d, 0), r)
 
 
 @rule("max", "min")
