@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 
 from compiler.ir.core import ClosedJaxpr, ShapedArray
 
-from . import engine as _engine, gemm, plan
+from . import engine as _engine, gemm, plan, threads as _threads
 from .abi import NativeFunction, cfunction, prepare_consts
 from .codegen import generate
 from .rules import LOWERED
+from .threads import get_num_threads, set_num_threads
 
-__all__ = ["compile_llvm", "llvm_ir", "LOWERED", "cache_info", "clear_cache", "plan_summary"]
+__all__ = ["compile_llvm", "llvm_ir", "LOWERED", "cache_info", "clear_cache", "plan_summary",
+           "set_num_threads", "get_num_threads"]
 
 
 @dataclass
@@ -31,11 +33,14 @@ class Kernel:
     cfunc: object                 # kernel(buffer pointers...)
     entry: object                 # entry(array objects...)
     seconds: dict = field(default_factory=dict)
+    threads: int = 1              # > 1: runs on up to this many threads (see threads.py)
 
 
-def _plan(closed: ClosedJaxpr):
+def _plan(closed: ClosedJaxpr, threads: int | None = None):
     host = _engine.host()
-    return plan.make_plan(closed, lambda e, a, b: gemm.gemm_spec(e, a, b, host.vector_bytes), gemm.gemm_temps)
+    threads = _threads.planned_threads() if threads is None else threads
+    return plan.make_plan(closed, lambda e, a, b: gemm.gemm_spec(e, a, b, host.vector_bytes), gemm.gemm_temps,
+                          threads=threads)
 
 
 def llvm_ir(closed: ClosedJaxpr, optimized: bool = False) -> str:
@@ -44,18 +49,20 @@ def llvm_ir(closed: ClosedJaxpr, optimized: bool = False) -> str:
     return _engine.engine().optimize(text) if optimized else text
 
 
-def plan_summary(closed: ClosedJaxpr) -> dict:
-    """How the program is cut into loops: the kind and size of each group, and the scratch it needs."""
-    plan = _plan(closed)
-    groups = [{"kind": g.kind, "eqns": [e.primitive.name for e in g.eqns], "gemm": g.gemm is not None}
+def plan_summary(closed: ClosedJaxpr, threads: int | None = None) -> dict:
+    """How the program is cut into loops: the kind and size of each group, the scratch it needs, and
+    (threads > 1) the chunks each threaded step is cut into."""
+    plan = _plan(closed, threads)
+    groups = [{"kind": g.kind, "eqns": [e.primitive.name for e in g.eqns], "gemm": g.gemm is not None,
+               "chunks": g.chunks if g.split else [n.chunks for n in g.nests], "split": g.split}
               for g in plan.groups]
-    return {"groups": groups, "scratch_bytes": plan.scratch_bytes}
+    return {"groups": groups, "scratch_bytes": plan.scratch_bytes, "threads": plan.threads}
 
 
-def _build(closed: ClosedJaxpr) -> Kernel:
+def _build(closed: ClosedJaxpr, threads: int) -> Kernel:
     eng = _engine.engine()
     t0 = time.perf_counter()
-    plan = _plan(closed)
+    plan = _plan(closed, threads)
     text, externals = generate(plan)
     t1 = time.perf_counter()
     optimized = eng.optimize(text)
@@ -67,7 +74,7 @@ def _build(closed: ClosedJaxpr) -> Kernel:
     return Kernel([v.aval for v in jaxpr.invars], [v.aval for v in jaxpr.constvars],
                   [a.aval for a in jaxpr.outvars], plan.scratch_bytes, text, tracker,
                   cfunction(addresses["kernel"], nargs), cfunction(addresses["entry"], nargs, objects=True),
-                  {"codegen": t1 - t0, "optimize": t2 - t1, "link": t3 - t2})
+                  {"codegen": t1 - t0, "optimize": t2 - t1, "link": t3 - t2}, plan.threads)
 
 
 def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:
@@ -76,11 +83,12 @@ def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:
     Raises NotImplementedError naming the primitive when some equation has no native lowering.
     """
     consts = prepare_consts([v.aval for v in closed.jaxpr.constvars], closed.consts)
-    key = (str(closed.jaxpr), tuple(str(v.aval) for v in closed.jaxpr.invars))
+    threads = _threads.planned_threads()
+    key = (str(closed.jaxpr), tuple(str(v.aval) for v in closed.jaxpr.invars), threads)
     kernel = _engine.CACHE.get(key)
     if kernel is None:
         with _engine.LOCK:
-            kernel = _build(closed)
+            kernel = _build(closed, threads)
         _engine.CACHE.put(key, kernel)
     return NativeFunction(kernel, consts)
 

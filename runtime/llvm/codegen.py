@@ -23,7 +23,7 @@ from compiler.ir.core import DType, Literal, Var, dtype as to_dtype
 
 from . import mathlib
 from .engine import engine, host
-from .plan import Group, Linear, Nest, Plan, View, coalesce
+from .plan import Group, Linear, Nest, Plan, View, coalesce, contiguous_strides
 from .rules import ELEMENTWISE, KINDS, int_constant
 
 I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -251,7 +251,14 @@ class Point:
 
 
 class KernelGen:
-    """Builds the kernel function for a Plan."""
+    """Builds the kernel function for a Plan.
+
+    Single-threaded plans (and every sub-plan: cond branches) keep the plain convention: one function
+    ``(in..., consts..., outs..., scratch)`` per group, called in schedule order by ``kernel``. A
+    threaded plan (``plan.threads`` > 1) is a list of *steps*: a plain group function runs whole on
+    one thread; a *chunked* step function ``(in..., outs..., scratch, chunk, tid, extra...)`` does
+    chunk ``chunk`` of ``nchunks`` of its work (``tid`` picks per-thread scratch). See ``finish``.
+    """
 
     def __init__(self, plan: Plan, parent: "KernelGen | None" = None, prefix: str = ""):
         self.plan = plan
@@ -266,13 +273,22 @@ class KernelGen:
             self.module, self.externals = parent.module, parent.externals
         self.nargs = len(plan.in_bufs) + len(plan.const_bufs) + len(plan.out_bufs) + 1
         self.parts: list[ir.Function] = []
+        self.threads = getattr(plan, "threads", 1) if parent is None else 1
+        self.steps: list[tuple] = []            # threaded: (function, chunks, extra constant args)
+        self.chunk = None
 
-    def begin(self, name: str, internal: bool = True) -> None:
+    def begin(self, name: str, internal: bool = True, chunks: int | None = None, extra: int = 0,
+              schedule: bool = True) -> None:
         """Start a function over the kernel's arguments. Each group gets its own (kept out of line),
-        so LLVM optimizes many small functions instead of one huge one: compile time stays linear."""
-        fnty = ir.FunctionType(ir.VoidType(), [PTR] * self.nargs)
+        so LLVM optimizes many small functions instead of one huge one: compile time stays linear.
+
+        ``chunks``: a chunked step function (threaded plans only) taking (chunk, tid) and ``extra``
+        more i64 arguments after the buffers; ``schedule=False`` leaves scheduling it to the caller
+        (``schedule_step``), for a function that runs as several steps with different extra args."""
+        chunked = chunks is not None
+        fnty = ir.FunctionType(ir.VoidType(), [PTR] * self.nargs + ([I64] * (2 + extra) if chunked else []))
         self.fn = ir.Function(self.module, fnty, name=self.prefix + name)
-        for a in self.fn.args:
+        for a in self.fn.args[:self.nargs]:
             a.add_attribute("noalias")
         self.fn.attributes.add("nounwind")
         if internal:
@@ -283,12 +299,60 @@ class KernelGen:
         self.start = self.fn.append_basic_block("start")
         self.b = ir.IRBuilder(self.start)
         self._ptrs: dict[int, ir.Value] = {}
+        if chunked:
+            self.chunk, self.tid = self.fn.args[self.nargs], self.fn.args[self.nargs + 1]
+            self.extra_args = list(self.fn.args[self.nargs + 2:])
+        else:
+            self.chunk = self.tid = None
+            self.extra_args = []
+        self.nchunks = chunks or 1
+        self._requested = chunks
+        self._schedule = schedule
+        self.fixed_chunks = False               # several nests share the chunks: never fewer
+
+    def next_step(self, suffix: str) -> None:
+        """End this step function and begin the next one like it (a group run as two steps: all
+        chunks of the first are done before any of the second starts)."""
+        name, chunks = self.fn.name[len(self.prefix):] + suffix, self._requested
+        self.end()
+        self.begin(name, chunks=chunks)
 
     def end(self) -> None:
         self.b.ret_void()
         self.setup.branch(self.start)
         if self.fn.name != "kernel":
             self.parts.append(self.fn)
+            if self._schedule and self.fn.name not in ("run", "entry"):
+                self.steps.append((self.fn, self.nchunks if self.chunk is not None else None, ()))
+
+    def schedule_step(self, fn: ir.Function, chunks: int, extra: tuple = ()) -> None:
+        self.steps.append((fn, chunks, tuple(extra)))
+
+    # -- chunks of a threaded step ----------------------------------------------------------------
+    def part(self, units: int):
+        """This chunk's share [start, end) of ``units`` (i64 values): chunk c of C gets
+        [c * units // C, (c + 1) * units // C)."""
+        b, c = self.b, self.chunk
+        C = ir.Constant(I64, self.nchunks)
+        start = b.udiv(b.mul(c, ir.Constant(I64, units)), C)
+        end = b.udiv(b.mul(b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, units)), C)
+        return start, end
+
+    def use_chunks(self, units: int) -> bool:
+        """Cut this step's work along an axis of ``units`` (no more chunks than units): True in a
+        chunked step function, which then loops over ``part(units)`` of that axis only."""
+        if self.chunk is None:
+            return False
+        if not self.fixed_chunks:
+            self.nchunks = max(1, min(self.nchunks, units))
+        return True
+
+    def bind_slot(self, buf, temp, slot_bytes: int, which) -> None:
+        """In this function, ``buf`` is slot ``which`` (the chunk or thread id argument) of scratch
+        temp ``temp``: slots are ``slot_bytes`` apart."""
+        s = self.setup
+        offset = s.add(ir.Constant(I64, temp.index), s.mul(which, ir.Constant(I64, slot_bytes)))
+        self._ptrs[id(buf)] = s.gep(self.fn.args[self.nargs - 1], [offset], source_etype=I8)
 
     # -- module helpers -----------------------------------------------------------------------
     def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -315,7 +379,7 @@ class KernelGen:
             elif buf.kind == "out":
                 p = self.fn.args[len(plan.in_bufs) + len(plan.const_bufs) + buf.index]
             else:
-                p = self.setup.gep(self.fn.args[-1], [ir.Constant(I64, buf.index)], source_etype=I8)
+                p = self.setup.gep(self.fn.args[self.nargs - 1], [ir.Constant(I64, buf.index)], source_etype=I8)
             self._ptrs[id(buf)] = p
         return p
 
@@ -326,11 +390,14 @@ class KernelGen:
         """The entry points: ``kernel`` (buffer pointers) calls every group's function in schedule
         order; ``entry`` takes numpy array objects and reads each one's data pointer itself, which
         saves the ~1 us that ``arr.ctypes.data`` costs per argument on the Python side."""
-        self.begin("kernel", internal=False)
-        for part in self.parts:
-            self.b.call(part, list(self.fn.args))
-        self.end()
-        kernel = self.fn
+        if self.threads > 1:
+            kernel = self.finish_threaded()
+        else:
+            self.begin("kernel", internal=False)
+            for part in self.parts:
+                self.b.call(part, list(self.fn.args))
+            self.end()
+            kernel = self.fn
         self.begin("entry", internal=False)
         b = self.b
         data = [b.load(b.gep(a, [ir.Constant(I64, ARRAY_DATA_OFFSET)], source_etype=I8), typ=PTR)
@@ -338,6 +405,88 @@ class KernelGen:
         b.call(kernel, data)
         self.end()
         return str(self.module)
+
+    def finish_threaded(self) -> ir.Function:
+        """``kernel`` of a threaded plan: the call's context (buffer pointers; per step a claim and a
+        done counter; a sleepers count) lives in kernel's frame; ``run(ctx, tid, n)`` is what every
+        thread executes: for each step, wait until the previous step is done, then claim chunks
+        (or the whole step) from its counter until none are left. Any thread can do any chunk, so a
+        late or absent worker only means the others do more (threads.py cancels one that never
+        started). The thread count is ``tracejit_num_threads`` (set_num_threads), at most the
+        count the plan was made for."""
+        steps = self.steps
+        nsteps = len(steps)
+        ctx_ty = ir.LiteralStructType([ir.ArrayType(PTR, self.nargs), ir.ArrayType(I32, 2 * nsteps + 1)])
+        i32s = lambda ctx, k: self.b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, 1), ir.Constant(I32, k)],  # noqa: E731
+                                         source_etype=ctx_ty)
+        wait = self.declare("tracejit_wait", ir.VoidType(), [PTR, I32, PTR, I64])
+        done = self.declare("tracejit_done", ir.VoidType(), [PTR, I32, PTR])
+        pool_run = self.declare("tracejit_pool_run", ir.VoidType(), [PTR, PTR, I64])
+
+        run = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64]), name=self.prefix + "run")
+        run.linkage = "internal"
+        run.attributes.add("nounwind")
+        ctx, tid, _ = run.args
+        self.fn = run
+        self.b = b = ir.IRBuilder(run.append_basic_block("entry"))
+        ptrs = [b.load(b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, 0), ir.Constant(I32, i)],
+                             source_etype=ctx_ty), typ=PTR) for i in range(self.nargs)]
+        sleepers = i32s(ctx, 2 * nsteps)
+        prev = None
+        for k, (fn, chunks, extra) in enumerate(steps):
+            claim, donep = i32s(ctx, 2 * k), i32s(ctx, 2 * k + 1)
+            if prev is not None:                       # the previous step must be complete
+                pdone, ptarget = prev
+                d = b.load_atomic(pdone, "acquire", 4, typ=I32)
+                with b.if_then(b.icmp_unsigned("!=", d, ptarget), likely=False):
+                    b.call(wait, [pdone, ptarget, sleepers, tid])
+            total = chunks or 1
+            target = ir.Constant(I32, total)
+            args = list(ptrs)
+            if total == 1:
+                c = b.atomic_rmw("add", claim, ir.Constant(I32, 1), "monotonic")
+                with b.if_then(b.icmp_unsigned("==", c, ir.Constant(I32, 0))):
+                    if chunks is not None:
+                        args += [ir.Constant(I64, 0), tid] + [ir.Constant(I64, v) for v in extra]
+                    b.call(fn, args)
+                    b.call(done, [donep, target, sleepers])
+            else:
+                head, body, out = (run.append_basic_block(n) for n in (f"claim{k}", f"chunk{k}", f"next{k}"))
+                b.branch(head)
+                b.position_at_end(head)
+                c = b.atomic_rmw("add", claim, ir.Constant(I32, 1), "monotonic")
+                b.cbranch(b.icmp_unsigned("<", c, target), body, out)
+                b.position_at_end(body)
+                args += [b.zext(c, I64), tid] + [ir.Constant(I64, v) for v in extra]
+                b.call(fn, args)
+                b.call(done, [donep, target, sleepers])
+                b.branch(head)
+                b.position_at_end(out)
+            prev = (donep, target)
+        b.ret_void()
+
+        self.begin("kernel", internal=False, schedule=False)
+        b = self.b
+        frame = opaque_alloca(self.setup, ctx_ty)
+        for i, a in enumerate(self.fn.args):
+            b.store(a, b.gep(frame, [ir.Constant(I32, 0), ir.Constant(I32, 0), ir.Constant(I32, i)],
+                             source_etype=ctx_ty))
+        self.b = b
+        for k in range(2 * nsteps + 1):
+            b.store(ir.Constant(I32, 0), i32s(frame, k))
+        count = self.module.globals.get("tracejit_num_threads")
+        if count is None:
+            count = ir.GlobalVariable(self.module, I64, "tracejit_num_threads")
+            self.externals.add("tracejit_num_threads")
+        n = b.load_atomic(count, "monotonic", 8, typ=I64)
+        n = b.select(b.icmp_signed(">", n, ir.Constant(I64, self.threads)), ir.Constant(I64, self.threads), n)
+        with b.if_else(b.icmp_signed(">", n, ir.Constant(I64, 1))) as (many, one):
+            with many:
+                b.call(pool_run, [run, frame, n])
+            with one:
+                b.call(run, [frame, ir.Constant(I64, 0), ir.Constant(I64, 1)])
+        self.end()
+        return self.fn
 
     # -- reading scalars (dynamic offsets) ------------------------------------------------------
     def scalar(self, atom) -> tuple[ir.Value, DType]:
@@ -433,12 +582,68 @@ class KernelGen:
                      mangle=[raw.type, ptrs.type])
 
     # -- loop nests over coalesced index spaces --------------------------------------------------
-    def walk(self, dims, linears: list[Linear], w: int, body) -> None:
+    def split_loop(self, n: int, split: bool):
+        """``for i in range(n)``, or over this chunk's part of it when ``split``."""
+        if not split:
+            return self.loop(n)
+        start, end = self.part(n)
+        return counted_loop(self.b, end, start=start)
+
+    def vector_loop(self, n: int, w: int, split: bool, full, tail) -> None:
+        """An axis of n elements in vectors of w lanes: ``full(j)`` for each full vector at j, then
+        ``tail(j)`` once for the partial one. Split: this chunk's vectors only (the partial vector
+        belongs to the last chunk)."""
+        nfull = n // w
+        if not split:
+            if nfull:
+                with self.loop(nfull * w, step=w) as j:
+                    full(j)
+            if nfull * w < n:
+                tail(ir.Constant(I64, nfull * w))
+            return
+        b = self.b
+        units = -(-n // w)
+        start, end = self.part(units)
+        efull = b.select(b.icmp_unsigned("<", end, ir.Constant(I64, nfull)), end, ir.Constant(I64, nfull))
+        wc = ir.Constant(I64, w)
+        with counted_loop(b, b.mul(efull, wc), start=b.mul(start, wc), step=w) as j:
+            full(j)
+        if nfull * w < n:
+            with b.if_then(b.icmp_unsigned("==", end, ir.Constant(I64, units))):
+                tail(ir.Constant(I64, nfull * w))
+
+    def split_axis(self, dims, w: int, allowed=None, tiled: bool = False) -> int | None:
+        """Which axis of a (coalesced) index space a chunked step cuts: the outermost whose units
+        (elements; vectors for the innermost, tiles of w rows for a tiled one) are at least the
+        chunk count, else the one with the most units; only axes in ``allowed`` (indices), which
+        must be axes along which every written element is written by one index only. None outside
+        chunked steps (and one chunk when no axis can be cut)."""
+        if self.chunk is None or not dims:
+            return None
+        last = len(dims) - 1
+        cands = []
+        for k, (n, cls) in enumerate(dims):
+            if allowed is not None and k not in allowed:
+                continue
+            if tiled and k == last:
+                continue
+            units = -(-n // w) if k == last or (tiled and k == last - 1) else n
+            cands.append((k, units))
+        if not cands:
+            if not self.fixed_chunks:
+                self.nchunks = 1
+            return None
+        k, units = next(((k, u) for k, u in cands if u >= self.nchunks), max(cands, key=lambda c: c[1]))
+        self.use_chunks(units)
+        return k
+
+    def walk(self, dims, linears: list[Linear], w: int, body, split: bool = False, allowed=None) -> None:
         """Run ``body(point)`` over the index space ``dims`` ([(size, class)]); the last dimension goes
         in vectors of ``w`` lanes (full vectors, then one partial vector under a constant mask).
 
         When some linear strides along the last dimension but is contiguous along the one before
         (a transpose), those two dimensions are walked in tiles, so the strided side stays in L1.
+        ``split``: in a chunked step, only this chunk's part of one axis (one of ``allowed``, indices).
         """
         b = self.b
         bases = [self.dyn_offset(lin.offset, lin.dyn) if lin.dyn else ir.Constant(I64, lin.offset)
@@ -450,26 +655,37 @@ class KernelGen:
         cx = Lanes(self, w)
         tiled = (w > 1 and last >= 1 and dims[last][0] >= 2 * w and dims[last - 1][0] >= 2
                  and any(abs(lin.strides[last]) > 1 and abs(lin.strides[last - 1]) == 1 for lin in linears))
+        sk = self.split_axis(dims, w, allowed, tiled) if split else None
 
         def advance(bases, k, i):
             return [step(b, base, i, lin.strides[k]) for base, lin in zip(bases, linears)]
 
-        def vectors(bases, n: int):
+        def vectors(bases, n: int, split: bool = False):
             """The last dimension from ``bases`` on, n elements: full vectors, then the remainder."""
             strides = [lin.strides[last] for lin in linears]
-            full = n // w * w
-            if full:
-                with self.loop(full, step=w) as j:
-                    body(Point(cx, advance(bases, last, j), strides))
-            if full < n:
-                mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
-                body(Point(cx, advance(bases, last, ir.Constant(I64, full)), strides, mask))
 
-        def tiles(bases):
+            def full(j):
+                body(Point(cx, advance(bases, last, j), strides))
+
+            def tail(j):
+                mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n % w else 0 for i in range(w)])
+                body(Point(cx, advance(bases, last, j), strides, mask))
+            self.vector_loop(n, w, split, full, tail)
+
+        def tiles(bases, split: bool):
             k = last - 1
             rows_per_tile, block = w, 4 * w
             n_rows, n = dims[k][0], dims[last][0]
-            with self.loop(n_rows, step=rows_per_tile) as t0:
+            if split:
+                units = -(-n_rows // rows_per_tile)
+                s, e = self.part(units)
+                rpt = ir.Constant(I64, rows_per_tile)
+                e = b.mul(e, rpt)
+                e = b.select(b.icmp_signed("<", e, ir.Constant(I64, n_rows)), e, ir.Constant(I64, n_rows))
+                outer = counted_loop(b, e, start=b.mul(s, rpt), step=rows_per_tile)
+            else:
+                outer = self.loop(n_rows, step=rows_per_tile)
+            with outer as t0:
                 rows = b.sub(ir.Constant(I64, n_rows), t0)
                 rows = b.select(b.icmp_signed("<", rows, ir.Constant(I64, rows_per_tile)), rows,
                                 ir.Constant(I64, rows_per_tile))
@@ -483,14 +699,18 @@ class KernelGen:
 
         def rec(k, bases):
             if k == last:
-                vectors(bases, dims[last][0])
+                vectors(bases, dims[last][0], sk == last)
             elif tiled and k == last - 1:
-                tiles(bases)
+                tiles(bases, sk == last - 1)
             else:
-                with self.loop(dims[k][0]) as i:
+                with self.split_loop(dims[k][0], sk == k) as i:
                     rec(k + 1, advance(bases, k, i))
 
-        rec(0, bases)
+        if split and sk is None and self.chunk is not None and self.nchunks > 1:
+            with b.if_then(b.icmp_unsigned("==", self.chunk, ir.Constant(I64, 0))):   # uncut: one chunk does it
+                rec(0, bases)
+        else:
+            rec(0, bases)
 
 
 def opaque_alloca(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
@@ -645,7 +865,8 @@ class Fused:
 # Group emitters
 # ----------------------------------------------------------------------------------------------
 
-def emit_nest(kg: KernelGen, nest: Nest) -> None:
+def emit_nest(kg: KernelGen, nest: Nest, split: bool = False) -> None:
+    """One loop nest; ``split``: in a chunked step, only this chunk's part of it."""
     if int(np.prod(nest.shape)) == 0:
         return
     fz = Fused(kg, nest.shape, nest.eqns)
@@ -666,6 +887,11 @@ def emit_nest(kg: KernelGen, nest: Nest) -> None:
     dims = coalesce(nest.shape, fz.linears)
     dtypes = fz.dtypes() + [dst.buf.dtype for _, dst, _ in nest.outs]
     w = 1 if nest.sequential or not dims else lanes_for(kg, dtypes, dims[-1][0])
+    # chunks may only cut axes along which every destination moves: a zero stride (a window's
+    # kernel axes, say) writes one element from many indices, which must stay on one thread
+    allowed = {d for d in range(len(dims)) if all(fz.linears[k].strides[d] != 0 for _, _, k, _, _ in outs)}
+    if nest.sequential or nest.indirect:     # (in a chunked step: done whole, by one chunk)
+        allowed = set()
 
     def body(pt: Point):
         env = fz.evaluate(pt)
@@ -689,7 +915,7 @@ def emit_nest(kg: KernelGen, nest: Nest) -> None:
                     v = cx.round_to(v, buf.dtype)
             kg.store(cx, v, buf, offset, stride, pt.mask)
 
-    kg.walk(dims, fz.linears, w, body)
+    kg.walk(dims, fz.linears, w, body, split=split, allowed=allowed)
 
 
 def apply(cx: Lanes, name: str, args: list, d: DType):
@@ -748,12 +974,13 @@ def _argmax_better(cx: Lanes, d: DType, v, i, best, besti):
     return b.or_(gt, b.and_(tie, b.icmp_signed("<", i, besti)))
 
 
-def emit_reduce(kg: KernelGen, g: Group) -> None:
+def emit_reduce(kg: KernelGen, g: Group, split: str | None = None, out: View | None = None) -> None:
+    """A reduce group; ``split`` ("kept" / "red") and ``out`` (a partial-result slot) in threaded steps."""
     e = g.eqns[-1]
     name = e.primitive.name
     x = e.inputs[0]
     in_shape = tuple(x.aval.shape)
-    out = kg.plan.views[g.out]
+    out = out if out is not None else kg.plan.views[g.out]
     if name == "cumsum":
         axes, kind = (e.params["axis"],), "cumsum"
     else:
@@ -764,7 +991,39 @@ def emit_reduce(kg: KernelGen, g: Group) -> None:
     if isinstance(x, Var) and x not in fz.members:
         fz.leaf(x)
     Reduction(kg, fz, in_shape, axes, kind, x.aval.dtype, lambda pt, env: fz.value(pt, x, env), out,
-              reverse=bool(e.params.get("reverse", False))).emit()
+              reverse=bool(e.params.get("reverse", False)), split=split).emit()
+
+
+def reduce_kind(e) -> tuple[str, DType]:
+    """(combine kind, accumulator dtype) of a reduce or dot_general equation."""
+    if e.primitive.name == "dot_general":
+        from .gemm import compute_dtype
+        return "dot", compute_dtype(e.inputs[0].aval.dtype)
+    kind = {"reduce_sum": "sum", "reduce_prod": "prod", "reduce_max": "max", "reduce_min": "min",
+            "argmax": "argmax", "cumsum": "cumsum"}[e.primitive.name]
+    return kind, e.inputs[0].aval.dtype
+
+
+def emit_combine(kg: KernelGen, kind: str, acc_dtype: DType, parts, slot: int, count: int, out: View) -> None:
+    """out = the ``count`` partial results in ``parts`` (``slot`` elements apart, each laid out
+    contiguously in out's shape) folded in order, then converted to out's dtype."""
+    if int(np.prod(out.shape)) == 0:
+        return
+    lin_out = Linear(list(out.strides), out.offset, out.dyn)
+    lin_p = Linear(list(contiguous_strides(out.shape)), 0)
+    dims = coalesce(out.shape, [lin_out, lin_p])
+    comb = Combine(kind, acc_dtype)
+    w = lanes_for(kg, [acc_dtype, out.dtype], dims[-1][0]) if dims else 1
+
+    def body(pt: Point) -> None:
+        cx, b = pt.cx, kg.b
+        acc = None
+        for c in range(count):
+            off = b.add(pt.bases[1], ir.Constant(I64, c * slot))
+            v = kg.load(cx, parts, off, pt.lane_strides[1], pt.mask)
+            acc = v if acc is None else comb(cx, acc, v)
+        kg.store(cx, cx.convert(acc, acc_dtype, out.dtype), out.buf, pt.bases[0], pt.lane_strides[0], pt.mask)
+    kg.walk(dims, [lin_out, lin_p], w, body)
 
 
 class Reduction:
@@ -776,8 +1035,11 @@ class Reduction:
     order of additions (W = 1 in case A), so cumsum matches numpy bit for bit.
     """
 
-    def __init__(self, kg, fz: Fused, in_shape, axes, kind, acc_dtype, operand, out: View, reverse=False):
+    def __init__(self, kg, fz: Fused, in_shape, axes, kind, acc_dtype, operand, out: View, reverse=False,
+                 split: str | None = None):
         self.kg, self.fz, self.in_shape, self.axes = kg, fz, tuple(in_shape), tuple(axes)
+        self.split = split if kg.chunk is not None else None
+        self.sk = None                                     # the (coalesced) axis this chunk cuts
         self.kind, self.acc_dtype, self.operand, self.out, self.reverse = kind, acc_dtype, operand, out, reverse
         self.scan, self.argmax = kind == "cumsum", kind == "argmax"
         self.comb = Combine(kind, acc_dtype)
@@ -809,15 +1071,19 @@ class Reduction:
             self.w = 1
         else:
             self.w = lanes_for(kg, dtypes, dims[-1][0])
+        in_place = (not inner_reduced and self.red and not self.scan and not self.argmax
+                    and self.acc_dtype == self.out.dtype and self.out.dtype.name not in ("f16", "bf16"))
+        if in_place:
+            self.accumulate_in_place()
+            return
+        if self.split:
+            self.sk = kg.split_axis(dims, self.w, self.allowed())
         self.acc = kg.alloca(vec(scalar_type(self.acc_dtype), self.w))
         self.acc_i = kg.alloca(vec(I64, self.w)) if self.argmax else None
         bases = [kg.dyn_offset(lin.offset, lin.dyn) if lin.dyn else ir.Constant(I64, lin.offset)
                  for lin in linears]
         if inner_reduced:
             self.over_kept_a(0, bases)
-        elif (self.red and not self.scan and not self.argmax and self.acc_dtype == self.out.dtype
-              and self.out.dtype.name not in ("f16", "bf16")):
-            self.accumulate_in_place()
         else:
             self.over_kept_b(0, bases)
 
@@ -827,7 +1093,12 @@ class Reduction:
         contiguous (a column sum reads rows, instead of walking down each column)."""
         kg = self.kg
         ident = Combine(self.kind, self.out.dtype).identity(Lanes(kg, 1)).constant
-        emit_nest(kg, Nest(self.out.shape, [], [(Literal(ident, _scalar_aval(self.out.dtype)), self.out, "store")]))
+        fill = Nest(self.out.shape, [], [(Literal(ident, _scalar_aval(self.out.dtype)), self.out, "store")])
+        if self.split == "kept":          # the fill is a step of its own: chunks cut it differently
+            emit_nest(kg, fill, split=True)
+            kg.next_step("_acc")
+        else:                             # unsplit, or a partial result: this chunk's own slot
+            emit_nest(kg, fill)
         k = self.k_out
         buf = self.out.buf
 
@@ -835,9 +1106,17 @@ class Reduction:
             v = self.operand(pt, self.fz.evaluate(pt))
             old = kg.load(pt.cx, buf, pt.bases[k], pt.lane_strides[k], pt.mask)
             kg.store(pt.cx, self.comb(pt.cx, old, v), buf, pt.bases[k], pt.lane_strides[k], pt.mask)
-        kg.walk(self.dims, self.fz.linears, self.w, body)
+        kg.walk(self.dims, self.fz.linears, self.w, body, split=bool(self.split), allowed=self.allowed())
 
     # -- shared pieces ---------------------------------------------------------------------------
+    def allowed(self) -> set:
+        """Axes a chunked step may cut: kept axes along which the output moves ("kept"), or reduced
+        axes (a partial result per chunk, "red")."""
+        if self.split == "kept":
+            k = self.k_out
+            return {d for d, (_, c) in enumerate(self.dims) if c == 0 and self.fz.linears[k].strides[d] != 0}
+        return {d for d, (_, c) in enumerate(self.dims) if c == 1}
+
     def at(self, bases, k, i):
         return [step(self.kg.b, base, i, lin.strides[k]) for base, lin in zip(bases, self.fz.linears)]
 
@@ -901,7 +1180,7 @@ class Reduction:
     def over_kept_a(self, ki, bases) -> None:
         if ki < len(self.keep):
             k = self.keep[ki]
-            with self.kg.loop(self.dims[k][0]) as i:
+            with self.kg.split_loop(self.dims[k][0], k == self.sk) as i:
                 self.over_kept_a(ki + 1, self.at(bases, k, i))
             return
         cxw, cx1 = Lanes(self.kg, self.w), Lanes(self.kg, 1)
@@ -915,11 +1194,16 @@ class Reduction:
         k = self.red[ri]
         n = self.dims[k][0]
         if ri < len(self.red) - 1:
-            with kg.loop(n) as i:
+            with kg.split_loop(n, k == self.sk) as i:
                 self.over_reduced_a(ri + 1, self.at(bases, k, i))
             return
         cx = Lanes(kg, w)
         full = n // w * w
+        if k == self.sk:                   # a partial result over this chunk's vectors (never a scan)
+            mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
+            kg.vector_loop(n, w, True, lambda j: self.fold(Point(cx, self.at(bases, k, j), self.strides(k))),
+                           lambda j: self.fold(Point(cx, self.at(bases, k, j), self.strides(k), mask)))
+            return
         if full:
             with kg.loop(full, step=w, reverse=self.reverse and w == 1) as j:
                 pt = Point(cx, self.at(bases, k, j), self.strides(k))
@@ -937,19 +1221,16 @@ class Reduction:
             return self.chunk(Lanes(kg, 1), bases, [0] * len(bases), None)
         if ki < len(self.keep) - 1:
             k = self.keep[ki]
-            with kg.loop(self.dims[k][0]) as i:
+            with kg.split_loop(self.dims[k][0], k == self.sk) as i:
                 self.over_kept_b(ki + 1, self.at(bases, k, i))
             return
         k = self.keep[-1]
         n = self.dims[k][0]
         cx = Lanes(kg, w)
         full = n // w * w
-        if full:
-            with kg.loop(full, step=w) as j:
-                self.chunk(cx, self.at(bases, k, j), self.strides(k), None)
-        if full < n:
-            mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
-            self.chunk(cx, self.at(bases, k, ir.Constant(I64, full)), self.strides(k), mask)
+        mask = ir.Constant(ir.VectorType(I1, w), [1 if i < n - full else 0 for i in range(w)])
+        kg.vector_loop(n, w, k == self.sk, lambda j: self.chunk(cx, self.at(bases, k, j), self.strides(k), None),
+                       lambda j: self.chunk(cx, self.at(bases, k, j), self.strides(k), mask))
 
     def chunk(self, cx: Lanes, bases, strides, mask) -> None:
         self.init(cx)
@@ -962,7 +1243,9 @@ class Reduction:
             self.fold(Point(cx, bases, strides, mask))
             return
         k = self.red[ri]
-        with self.kg.loop(self.dims[k][0], reverse=self.reverse) as i:
+        loop = (self.kg.split_loop(self.dims[k][0], True) if k == self.sk
+                else self.kg.loop(self.dims[k][0], reverse=self.reverse))
+        with loop as i:
             inner = self.at(bases, k, i)
             self.over_reduced_b(cx, ri + 1, inner, strides, mask)
             if self.scan and ri == len(self.red) - 1:
@@ -984,6 +1267,9 @@ def emit_groups(kg: KernelGen) -> None:
         if g.kind == "cond":
             emit_cond(kg, g, k)
             continue
+        if kg.threads > 1 and (g.chunks > 1 or any(n.chunks > 1 for n in g.nests)):
+            emit_threaded(kg, g, k)
+            continue
         kg.begin(f"group{k}_{g.kind}")
         if g.kind == "reduce":
             emit_reduce(kg, g)
@@ -993,6 +1279,58 @@ def emit_groups(kg: KernelGen) -> None:
             for nest in g.nests:
                 emit_nest(kg, nest)
         kg.end()
+
+
+def emit_threaded(kg: KernelGen, g: Group, k: int) -> None:
+    """A group of a threaded plan as steps: each large nest a chunked step (consecutive small ones
+    share a plain step); a reduction cut along kept axes, or into per-chunk partial results that a
+    second step combines in order; a GEMM (gemm.emit_gemm_threaded)."""
+    from .gemm import emit_dot_as_reduction, emit_gemm_threaded
+    from .plan import Buf, full_view, slot_elems
+    if g.kind in ("loop", "seq"):
+        steps: list[list] = []                # nests that may run together: each a step
+        for nest in g.nests:
+            if steps and nest.joins_previous:
+                steps[-1].append(nest)
+            else:
+                steps.append([nest])
+        for nests in steps:
+            chunks = max(n.chunks for n in nests)
+            if chunks == 1:
+                kg.begin(f"group{k}_{g.kind}{len(kg.steps)}")
+                for nest in nests:
+                    emit_nest(kg, nest)
+            else:                             # each nest cut into the step's chunks
+                kg.begin(f"group{k}_{g.kind}{len(kg.steps)}", chunks=chunks)
+                kg.fixed_chunks = len(nests) > 1
+                for nest in nests:
+                    emit_nest(kg, nest, split=True)
+            kg.end()
+        return
+    if g.kind == "dot" and g.gemm is not None:
+        emit_gemm_threaded(kg, g, k)
+        return
+    e = g.eqns[-1]
+    emit = (lambda split, out=None: emit_dot_as_reduction(kg, g, split, out)) if g.kind == "dot" else \
+        (lambda split, out=None: emit_reduce(kg, g, split, out))
+    kg.begin(f"group{k}_{g.kind}", chunks=g.chunks)
+    if g.split == "kept":
+        emit("kept")
+        kg.end()
+        return
+    out = kg.plan.views[g.out]
+    parts = g.temps["partials"]
+    kind, acc_dtype = reduce_kind(e)
+    pd = parts.dtype
+    slot = slot_elems(int(np.prod(out.shape)), pd)
+    mine = Buf("scratch", parts.index, pd, slot)
+    kg.bind_slot(mine, parts, slot * pd.itemsize, kg.chunk)
+    emit("red", full_view(mine, out.shape))
+    count = kg.nchunks
+    kg.end()
+    kg.begin(f"group{k}_{g.kind}_combine")
+    emit_combine(kg, kind, acc_dtype, parts, slot, count, out)
+    kg.end()
 
 
 def emit_cond(kg: KernelGen, g: Group, k: int) -> None:

@@ -59,6 +59,9 @@ class _Engine:
                                                  opt=3, jit=True)
 
     def symbol_address(self, name: str) -> int | None:
+        if name.startswith("tracejit_"):              # the thread pool's runtime (threads.py)
+            from . import threads
+            return threads.symbols().get(name)
         for lib in (self.libmvec, self.libm):
             if lib is not None:
                 try:
@@ -77,8 +80,9 @@ class _Engine:
         pb.getModulePassManager().run(mod, pb)
         return str(mod)
 
-    def link(self, ir_text: str, externals: list[str], entries: list[str]):
-        """JIT-link optimized IR; returns (resource tracker, {entry name: address})."""
+    def link(self, ir_text: str, externals: list[str], entries: list[str], imports: dict | None = None):
+        """JIT-link optimized IR; returns (resource tracker, {entry name: address}). ``externals`` are
+        looked up (libm, libmvec, the thread runtime); ``imports`` maps more names to addresses."""
         builder = llvm.JITLibraryBuilder().add_ir(ir_text)
         for name in entries:
             builder.export_symbol(name)
@@ -86,6 +90,8 @@ class _Engine:
             addr = self.symbol_address(name)
             if addr is None:
                 raise RuntimeError(f"LLVM backend: external function {name} not found in libm/libmvec")
+            builder.import_symbol(name, addr)
+        for name, addr in (imports or {}).items():
             builder.import_symbol(name, addr)
         tracker = builder.link(self.jit, f"tracejit_kernel_{next(self.names)}")
         return tracker, {name: tracker[name] for name in entries}

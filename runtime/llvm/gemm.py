@@ -48,11 +48,12 @@ def emit_dot(kg, g) -> None:
         emit_dot_as_reduction(kg, g)
 
 
-def emit_dot_as_reduction(kg, g) -> None:
+def emit_dot_as_reduction(kg, g, split: str | None = None, out: View | None = None) -> None:
+    """``split`` ("kept" / "red") and ``out`` (a partial-result slot): in threaded steps."""
     e = g.eqns[-1]
     a, b = e.inputs
     av, bv = kg.plan.views[a], kg.plan.views[b]
-    out = kg.plan.views[g.out]
+    out = out if out is not None else kg.plan.views[g.out]
     ca, cb, ba, bb, free_a, free_b = _split(e, av, bv)
     nb, nfa, nc = len(ba), len(free_a), len(ca)
     shape = ([a.aval.shape[d] for d in ba] + [a.aval.shape[d] for d in free_a] + [a.aval.shape[d] for d in ca]
@@ -76,7 +77,8 @@ def emit_dot_as_reduction(kg, g) -> None:
     out_view = View(out.buf, out.offset, out.shape, out.strides)
     # the output's strides over (batch, free_a, free_b) go onto the index space (batch, free_a, contract,
     # free_b): Reduction spreads them over the kept dimensions in order.
-    red = Reduction(kg, fz, shape, tuple(range(nb + nfa, nb + nfa + nc)), "dot", cd, operand, out_view)
+    red = Reduction(kg, fz, shape, tuple(range(nb + nfa, nb + nfa + nc)), "dot", cd, operand, out_view,
+                    split=split)
     red.emit()
 
 
@@ -151,59 +153,114 @@ def gemm_temps(spec: GemmSpec, out_dtype: DType) -> dict:
     return temps
 
 
-def emit_gemm(kg, g) -> None:
-    spec: GemmSpec = g.gemm
-    e = g.eqns[-1]
-    a, bvar = e.inputs
-    av, bv = kg.plan.views[a], kg.plan.views[bvar]
-    out = kg.plan.views[g.out]
-    cbuf = g.temps.get("c", out.buf)
-    c_off = 0 if "c" in g.temps else out.offset
-    b = kg.b
-    cd = spec.cd
-    ety = scalar_type(cd)
-    esize = cd.itemsize
-    ukernel = _microkernel(kg, spec)
-    pa, pb, pc_ = kg.base_ptr(g.temps["pack_a"]), kg.base_ptr(g.temps["pack_b"]), kg.base_ptr(cbuf)
-    c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+class _Gemm:
+    """The pieces of one GEMM group's loops, emitted into whichever function ``kg`` is building."""
 
-    def vmin(x, y):
+    def __init__(self, kg, g):
+        self.kg, self.g = kg, g
+        self.spec = spec = g.gemm
+        e = g.eqns[-1]
+        a, bvar = e.inputs
+        self.av, self.bv = kg.plan.views[a], kg.plan.views[bvar]
+        self.out = kg.plan.views[g.out]
+        self.cbuf = g.temps.get("c", self.out.buf)
+        self.c_off = 0 if "c" in g.temps else self.out.offset
+        self.ety = scalar_type(spec.cd)
+        self.esize = spec.cd.itemsize
+        self.ukernel = _microkernel(kg, spec)
+        # B read in place (its full panels are not packed) when its rows are contiguous, already of
+        # the compute type, and all of M is one block: then each panel is read once anyway.
+        self.direct_b = (spec.b[2] == 1 and not self.bv.dyn and self.bv.buf.dtype == spec.cd
+                         and spec.m <= spec.mc)
+
+    def c64(self, v):
+        return ir.Constant(I64, v)
+
+    def vmin(self, x, y):
+        b = self.kg.b
         return b.select(b.icmp_signed("<", x, y), x, y)
 
-    def over_batch(i, a0, b0, c0):
-        if i < len(spec.batch):
-            size, sa_, sb_, sc_ = spec.batch[i]
-            with kg.loop(size) as t:
-                over_batch(i + 1, b.add(a0, b.mul(t, c64(sa_))), b.add(b0, b.mul(t, c64(sb_))),
-                           b.add(c0, b.mul(t, c64(sc_))))
-            return
-        blocks(a0, b0, c0)
+    def bind(self, pa=None, pb=None) -> None:
+        """The packing buffers of the function being built (default: the group's temps)."""
+        kg, g = self.kg, self.g
+        self.pa = pa if pa is not None else kg.base_ptr(g.temps["pack_a"])
+        self.pb = pb if pb is not None else kg.base_ptr(g.temps["pack_b"])
+        self.pc_ = kg.base_ptr(self.cbuf)
 
-    def blocks(a0, b0, c0):
-        with counted_loop(b, spec.n, step=spec.nc) as jc:
-            nc = vmin(c64(spec.nc), b.sub(c64(spec.n), jc))
-            with counted_loop(b, spec.k, step=spec.kc) as pc:
-                kc = vmin(c64(spec.kc), b.sub(c64(spec.k), pc))
-                pack_b(b0, pc, jc, kc, nc)
-                with counted_loop(b, spec.m, step=spec.mc) as ic:
-                    mc = vmin(c64(spec.mc), b.sub(c64(spec.m), ic))
-                    pack_a(a0, ic, pc, kc, mc)
-                    first = b.icmp_signed("==", pc, c64(0))
-                    with counted_loop(b, nc, step=spec.nr) as jr:
-                        nr = vmin(c64(spec.nr), b.sub(nc, jr))
-                        with counted_loop(b, mc, step=spec.mr) as ir_:
-                            mr = vmin(c64(spec.mr), b.sub(mc, ir_))
-                            ap = b.gep(pa, [b.mul(ir_, kc)], source_etype=ety)
-                            bp = b.gep(pb, [b.mul(jr, kc)], source_etype=ety)
-                            coff = b.add(c0, b.add(b.mul(b.add(ic, ir_), c64(spec.n)), b.add(jc, jr)))
-                            cp = b.gep(pc_, [coff], source_etype=ety)
-                            b.call(ukernel, [ap, bp, cp, c64(spec.n), kc, mr, nr, first])
+    def batch_offsets(self, flat):
+        """(a, b, c) element offsets of batch item ``flat`` (an i64 value, row-major over the batch)."""
+        b, c64 = self.kg.b, self.c64
+        a0, b0, c0 = c64(self.spec.a[0]), c64(self.spec.b[0]), c64(self.c_off)
+        rest = flat
+        for i in reversed(range(len(self.spec.batch))):
+            size, sa_, sb_, sc_ = self.spec.batch[i]
+            t = b.urem(rest, c64(size)) if i else rest
+            rest = b.udiv(rest, c64(size))
+            a0, b0, c0 = b.add(a0, b.mul(t, c64(sa_))), b.add(b0, b.mul(t, c64(sb_))), b.add(c0, b.mul(t, c64(sc_)))
+        return a0, b0, c0
 
-    def pack_b(b0, pc, jc, kc, nc):
-        """Bp[q][k][c] = B[pc + k, jc + q*NR + c] (0 past the edge), q over NR-column panels.
+    def static_batch_offsets(self, flat: int):
+        spec = self.spec
+        a0, b0, c0 = spec.a[0], spec.b[0], self.c_off
+        for size, sa_, sb_, sc_ in reversed(spec.batch):
+            t, flat = flat % size, flat // size
+            a0, b0, c0 = a0 + t * sa_, b0 + t * sb_, c0 + t * sc_
+        return a0, b0, c0
+
+    def blocks(self, a0, b0, c0, rows=None, cols=None, depth=None) -> None:
+        """C = A B for one batch item, blocked: B panels (KC x NC), A panels (MC x KC), micro-tiles.
+        ``rows`` / ``cols`` / ``depth``: (start, end) of the part of M / N / K to do (i64 values;
+        default all); the first KC block of ``depth`` stores into C, later ones add."""
+        spec, kg, c64 = self.spec, self.kg, self.c64
+        b = kg.b
+        i0, i1 = rows or (c64(0), c64(spec.m))
+        j0, j1 = cols or (c64(0), c64(spec.n))
+        p0, p1 = depth or (c64(0), c64(spec.k))
+        with counted_loop(b, j1, start=j0, step=spec.nc) as jc:
+            nc = self.vmin(c64(spec.nc), b.sub(j1, jc))
+            with counted_loop(b, p1, start=p0, step=spec.kc) as pc:
+                kc = self.vmin(c64(spec.kc), b.sub(p1, pc))
+                if self.direct_b:                 # only the edge panel, if any
+                    self.pack_b(b0, pc, jc, kc, nc, b.mul(b.udiv(nc, c64(spec.nr)), c64(spec.nr)), nc)
+                else:
+                    self.pack_b(b0, pc, jc, kc, nc)
+                with counted_loop(b, i1, start=i0, step=spec.mc) as ic:
+                    mc = self.vmin(c64(spec.mc), b.sub(i1, ic))
+                    self.pack_a(a0, ic, pc, kc, mc)
+                    self.tiles(c0, ic, mc, jc, c64(0), nc, kc, b.icmp_signed("==", pc, p0), b0, pc)
+
+    def tiles(self, c0, ic, mc, jc, j0, j1, kc, first, b0=None, pc=None) -> None:
+        """Micro-tiles of the packed block: columns [j0, j1) of the B block, all mc packed rows
+        (full panels straight from B itself when ``direct_b``: then b0 and pc locate them)."""
+        spec, kg, c64 = self.spec, self.kg, self.c64
+        b = kg.b
+        with counted_loop(b, j1, start=j0, step=spec.nr) as jr:
+            nr = self.vmin(c64(spec.nr), b.sub(j1, jr))
+            bp = b.gep(self.pb, [b.mul(jr, kc)], source_etype=self.ety)
+            ldb = c64(spec.nr)
+            if self.direct_b:
+                whole = b.icmp_signed("==", nr, c64(spec.nr))
+                src = b.gep(kg.base_ptr(self.bv.buf), [b.add(b0, b.add(b.mul(pc, c64(spec.b[1])), b.add(jc, jr)))],
+                            source_etype=self.ety)
+                bp = b.select(whole, src, bp)
+                ldb = b.select(whole, c64(spec.b[1]), ldb)
+            with counted_loop(b, mc, step=spec.mr) as ir_:
+                mr = self.vmin(c64(spec.mr), b.sub(mc, ir_))
+                ap = b.gep(self.pa, [b.mul(ir_, kc)], source_etype=self.ety)
+                coff = b.add(c0, b.add(b.mul(b.add(ic, ir_), c64(spec.n)), b.add(jc, jr)))
+                cp = b.gep(self.pc_, [coff], source_etype=self.ety)
+                b.call(self.ukernel, [ap, bp, cp, c64(spec.n), ldb, kc, mr, nr, first])
+
+    def pack_b(self, b0, pc, jc, kc, nc, q0=None, q1=None) -> None:
+        """Bp[q][k][c] = B[pc + k, jc + q*NR + c] (0 past the edge), q over NR-column panels
+        (columns [q0, q1) of the block, default all).
 
         Past the edge each lane reads the last valid column instead (always in bounds) and is zeroed.
         """
+        spec, kg, c64 = self.spec, self.kg, self.c64
+        b = kg.b
+        bv, pb, ety, esize = self.bv, self.pb, self.ety, self.esize
+        cd = spec.cd
         cx = Lanes(kg, spec.vw)
         sbk, sbn = spec.b[1], spec.b[2]
         halves = range(spec.nr // spec.vw)
@@ -223,39 +280,234 @@ def emit_gemm(kg, g) -> None:
                 v = cx.convert(v, bv.buf.dtype, cd) if edge is None else v
                 b.store(v, b.gep(pb, [b.add(dst, c64(half * spec.vw))], source_etype=ety), align=esize)
 
-        with counted_loop(b, nc, step=spec.nr) as q:
-            last = b.sub(vmin(c64(spec.nr), b.sub(nc, q)), c64(1))
+        def transposed(q):
+            """B's columns are contiguous (B = X^T): vw x vw blocks, loaded as columns and transposed
+            in registers, then the rows left over one by one."""
+            vw = spec.vw
+            kfull = b.mul(b.udiv(kc, c64(vw)), c64(vw))
+            with counted_loop(b, kfull, step=vw) as k0:
+                for half in halves:
+                    col0 = b.add(b.add(b0, b.add(pc, k0)), b.mul(b.add(jc, b.add(q, c64(half * vw))), c64(sbn)))
+                    vs = [cx.convert(kg.load(cx, bv.buf, b.add(col0, c64(c * sbn)), 1), bv.buf.dtype, cd)
+                          for c in range(vw)]
+                    for r, v in enumerate(transpose(b, vs)):
+                        dst = b.add(b.add(b.mul(q, kc), b.mul(b.add(k0, c64(r)), c64(spec.nr))), c64(half * vw))
+                        b.store(v, b.gep(pb, [dst], source_etype=ety), align=esize)
+            with counted_loop(b, kc, start=kfull) as kk:
+                panel(q, kk, None)
+
+        with counted_loop(b, nc if q1 is None else q1, start=0 if q0 is None else q0, step=spec.nr) as q:
+            last = b.sub(self.vmin(c64(spec.nr), b.sub(nc, q)), c64(1))
             with b.if_else(b.icmp_signed("==", last, c64(spec.nr - 1))) as (full, edge):
                 with full:
-                    with counted_loop(b, kc) as kk:
-                        panel(q, kk, None)
+                    if sbk == 1 and sbn != 1:
+                        transposed(q)
+                    else:
+                        with counted_loop(b, kc) as kk:
+                            panel(q, kk, None)
                 with edge:
                     with counted_loop(b, kc) as kk:
                         panel(q, kk, last)
 
-    def pack_a(a0, ic, pc, kc, mc):
+    def pack_a(self, a0, ic, pc, kc, mc) -> None:
         """Ap[p][k][r] = A[ic + p*MR + r, pc + k] (0 past the edge), p over MR-row panels."""
+        spec, kg, c64 = self.spec, self.kg, self.c64
+        b = kg.b
+        av, pa, ety, esize, cd = self.av, self.pa, self.ety, self.esize, spec.cd
         cx1 = Lanes(kg, 1)
         sam, sak = spec.a[1], spec.a[2]
-        with counted_loop(b, mc, step=spec.mr) as p:
-            rows = vmin(c64(spec.mr), b.sub(mc, p))
-            with counted_loop(b, kc) as kk:
-                for r in range(spec.mr):
-                    dst = b.gep(pa, [b.add(b.add(b.mul(p, kc), b.mul(kk, c64(spec.mr))), c64(r))], source_etype=ety)
+        mr = spec.mr
+
+        def scalar_rows(p, rows, k0):
+            with counted_loop(b, kc, start=k0) as kk:
+                for r in range(mr):
+                    dst = b.gep(pa, [b.add(b.add(b.mul(p, kc), b.mul(kk, c64(mr))), c64(r))], source_etype=ety)
                     inside = b.icmp_signed("<", c64(r), rows)
                     row = b.select(inside, b.add(b.add(ic, p), c64(r)), c64(0))
                     src = b.add(a0, b.add(b.mul(row, c64(sam)), b.mul(b.add(pc, kk), c64(sak))))
                     v = cx1.convert(kg.load(cx1, av.buf, src), av.buf.dtype, cd)
                     b.store(b.select(inside, v, cx1.const(cd, 0)), dst, align=esize)
 
-    over_batch(0, c64(spec.a[0]), c64(spec.b[0]), c64(c_off))
+        def transposed(p):
+            """A's rows are contiguous: mr x mr blocks loaded as rows, transposed in registers."""
+            cx = Lanes(kg, mr)
+            kfull = b.mul(b.udiv(kc, c64(mr)), c64(mr))
+            with counted_loop(b, kfull, step=mr) as k0:
+                row0 = b.add(a0, b.add(b.mul(b.add(ic, p), c64(sam)), b.add(pc, k0)))
+                vs = [cx.convert(kg.load(cx, av.buf, b.add(row0, c64(r * sam)), 1), av.buf.dtype, cd)
+                      for r in range(mr)]
+                for j, v in enumerate(transpose(b, vs)):
+                    dst = b.add(b.mul(p, kc), b.mul(b.add(k0, c64(j)), c64(mr)))
+                    b.store(v, b.gep(pa, [dst], source_etype=ety), align=esize)
+            scalar_rows(p, c64(mr), kfull)
+
+        fast = sak == 1 and sam != 1 and mr & (mr - 1) == 0 and not av.dyn
+        with counted_loop(b, mc, step=mr) as p:
+            rows = self.vmin(c64(mr), b.sub(mc, p))
+            if fast:
+                with b.if_else(b.icmp_signed("==", rows, c64(mr))) as (whole, edge):
+                    with whole:
+                        transposed(p)
+                    with edge:
+                        scalar_rows(p, rows, c64(0))
+            else:
+                scalar_rows(p, rows, c64(0))
+
+    def convert_out(self, split: bool = False) -> None:
+        """C was computed in the compute type: round it into the output."""
+        if "c" in self.g.temps:
+            tmp = View(self.cbuf, 0, self.out.shape, self.out.strides)
+            emit_nest(self.kg, Nest(self.out.shape, [], [(tmp, self.out, "store")]), split=split)
+
+
+def emit_gemm(kg, g) -> None:
+    gm = _Gemm(kg, g)
+    gm.bind()
+    spec, b, c64 = gm.spec, kg.b, gm.c64
+
+    def over_batch(i, a0, b0, c0):
+        if i < len(spec.batch):
+            size, sa_, sb_, sc_ = spec.batch[i]
+            with kg.loop(size) as t:
+                over_batch(i + 1, b.add(a0, b.mul(t, c64(sa_))), b.add(b0, b.mul(t, c64(sb_))),
+                           b.add(c0, b.mul(t, c64(sc_))))
+            return
+        gm.blocks(a0, b0, c0)
+
+    over_batch(0, c64(spec.a[0]), c64(spec.b[0]), c64(gm.c_off))
+    gm.convert_out()
+
+
+def emit_gemm_threaded(kg, g, k: int) -> None:
+    """A GEMM group as threaded steps (plan.gemm_split chose how).
+
+    "batch" / "cols" / "rows" / "ksplit": one step whose chunks are batch items / column panels / row
+    panels / ranges of KC blocks, each thread packing into its own A and B buffers; "ksplit" writes a
+    partial product per chunk and a second step sums them in chunk order.
+    "tiles": per (batch item, NC block, KC block), one step packs the B block (shared, chunks of
+    NR-column panels), then one step computes its micro-tiles in chunks of a grid of row panels x
+    column panels, each thread packing the A rows of its chunk into its own buffer (BLIS's
+    parallel loops, with B packed once per block whatever the thread count).
+    """
+    from .codegen import emit_combine
+    from .plan import slot_elems
+    gm = _Gemm(kg, g)
+    spec, c64 = gm.spec, gm.c64
+    T = kg.threads
+    slot_a = slot_elems(spec.mc * spec.kc, spec.cd) * spec.cd.itemsize
+    batch = int(np.prod([s for s, *_ in spec.batch], dtype=np.int64)) if spec.batch else 1
+    how = g.split
+    if how != "tiles":
+        kg.begin(f"group{k}_gemm", chunks=g.chunks)
+        slot_b = slot_elems(spec.kc * spec.nc, spec.cd) * spec.cd.itemsize
+        pa = Buf("scratch", -1, spec.cd, spec.mc * spec.kc)
+        pb = Buf("scratch", -1, spec.cd, spec.kc * spec.nc)
+        kg.bind_slot(pa, g.temps["pack_a"], slot_a, kg.tid)
+        kg.bind_slot(pb, g.temps["pack_b"], slot_b, kg.tid)
+        parts = None
+        if how == "ksplit":
+            parts = g.temps["partials"]
+            size = spec.m * spec.n * batch
+            mine = Buf("scratch", parts.index, spec.cd, size)
+            kg.bind_slot(mine, parts, slot_elems(size, spec.cd) * spec.cd.itemsize, kg.chunk)
+            gm.cbuf, gm.c_off = mine, 0
+        gm.bind(kg.base_ptr(pa), kg.base_ptr(pb))
+        b = kg.b
+        if how == "batch":
+            kg.use_chunks(batch)
+            start, end = kg.part(batch)
+            with counted_loop(b, end, start=start) as t:
+                gm.blocks(*gm.batch_offsets(t))
+        else:
+            unit, total = {"cols": (spec.nr, spec.n), "rows": (spec.mr, spec.m), "ksplit": (spec.kc, spec.k)}[how]
+            kg.use_chunks(-(-total // unit))
+            start, end = kg.part(-(-total // unit))
+            r = (b.mul(start, c64(unit)), gm.vmin(b.mul(end, c64(unit)), c64(total)))
+            part = {"cols": "cols", "rows": "rows", "ksplit": "depth"}[how]
+            with counted_loop(b, batch) as t:
+                gm.blocks(*gm.batch_offsets(t), **{part: r})
+        count = kg.nchunks
+        kg.end()
+        if how == "ksplit":
+            kg.begin(f"group{k}_gemm_sum", chunks=g.chunks)
+            kg.use_chunks(1)
+            emit_combine(kg, "dot", spec.cd, parts, slot_elems(spec.m * spec.n * batch, spec.cd), count, gm.out)
+            kg.end()
+            return
+    else:
+        gm.direct_b = False
+        b_chunks = max(1, min(2 * T, -(-min(spec.n, spec.nc) // spec.nr)))
+        kg.begin(f"group{k}_gemm_packb", chunks=b_chunks, extra=3, schedule=False)
+        b = kg.b
+        gm.bind(pa=ir.Constant(PTR, None))
+        b0, jc, pc = kg.extra_args
+        nc = gm.vmin(c64(spec.nc), b.sub(c64(spec.n), jc))
+        kc = gm.vmin(c64(spec.kc), b.sub(c64(spec.k), pc))
+        panels = b.udiv(b.add(nc, c64(spec.nr - 1)), c64(spec.nr))
+        q0 = b.mul(b.udiv(b.mul(kg.chunk, panels), c64(b_chunks)), c64(spec.nr))
+        q1 = b.mul(b.udiv(b.mul(b.add(kg.chunk, c64(1)), panels), c64(b_chunks)), c64(spec.nr))
+        q1 = gm.vmin(q1, nc)
+        gm.pack_b(b0, pc, jc, kc, nc, q0, q1)
+        packb = kg.fn
+        kg.end()
+
+        m_panels = -(-spec.m // spec.mr)
+        rm = max(1, min(g.chunks, m_panels))
+        rn = max(1, g.chunks // rm)
+        kg.begin(f"group{k}_gemm", chunks=rm * rn, extra=4, schedule=False)
+        b = kg.b
+        pa = Buf("scratch", -1, spec.cd, spec.mc * spec.kc)
+        kg.bind_slot(pa, g.temps["pack_a"], slot_a, kg.tid)
+        gm.bind(pa=kg.base_ptr(pa))
+        a0, c0, jc, pc = kg.extra_args
+        nc = gm.vmin(c64(spec.nc), b.sub(c64(spec.n), jc))
+        kc = gm.vmin(c64(spec.kc), b.sub(c64(spec.k), pc))
+        cm, cn = b.udiv(kg.chunk, c64(rn)), b.urem(kg.chunk, c64(rn))
+        i0 = b.mul(b.udiv(b.mul(cm, c64(m_panels)), c64(rm)), c64(spec.mr))
+        i1 = gm.vmin(b.mul(b.udiv(b.mul(b.add(cm, c64(1)), c64(m_panels)), c64(rm)), c64(spec.mr)), c64(spec.m))
+        panels = b.udiv(b.add(nc, c64(spec.nr - 1)), c64(spec.nr))
+        j0 = b.mul(b.udiv(b.mul(cn, panels), c64(rn)), c64(spec.nr))
+        j1 = gm.vmin(b.mul(b.udiv(b.mul(b.add(cn, c64(1)), panels), c64(rn)), c64(spec.nr)), nc)
+        first = b.icmp_signed("==", pc, c64(0))
+        with counted_loop(b, i1, start=i0, step=spec.mc) as ic:
+            mc = gm.vmin(c64(spec.mc), b.sub(i1, ic))
+            gm.pack_a(a0, ic, pc, kc, mc)
+            gm.tiles(c0, ic, mc, jc, j0, j1, kc, first)
+        compute = kg.fn
+        kg.end()
+        for t in range(batch):
+            a0_, b0_, c0_ = gm.static_batch_offsets(t)
+            for jc_ in range(0, spec.n, spec.nc):
+                for pc_ in range(0, spec.k, spec.kc):
+                    kg.schedule_step(packb, b_chunks, (b0_, jc_, pc_))
+                    kg.schedule_step(compute, rm * rn, (a0_, c0_, jc_, pc_))
     if "c" in g.temps:
-        tmp = View(cbuf, 0, out.shape, out.strides)
-        emit_nest(kg, Nest(out.shape, [], [(tmp, out, "store")]))
+        kg.begin(f"group{k}_gemm_out", chunks=g.chunks)
+        gm.convert_out(split=True)
+        kg.end()
+
+
+def transpose(b: ir.IRBuilder, rows: list) -> list:
+    """Transpose n vectors of n lanes (n a power of two) with log2(n) rounds of two-input shuffles:
+    round s swaps the off-diagonal s x s blocks of row pairs (i, i + s)."""
+    n = len(rows)
+    rows = list(rows)
+    s = 1
+    while s < n:
+        lo = ir.Constant(ir.VectorType(ir.IntType(32), n), [l if not l & s else n + l - s for l in range(n)])
+        hi = ir.Constant(ir.VectorType(ir.IntType(32), n), [l + s if not l & s else n + l for l in range(n)])
+        for i in range(n):
+            if i & s:
+                continue
+            a, c = rows[i], rows[i + s]
+            rows[i], rows[i + s] = b.shuffle_vector(a, c, lo), b.shuffle_vector(a, c, hi)
+        s *= 2
+    return rows
 
 
 def _microkernel(kg, spec: GemmSpec) -> ir.Function:
-    """``ukernel(Ap, Bp, C, ldc, kc, mr, nr, first)``: C[:mr, :nr] (=|+=) Ap^T Bp over kc."""
+    """``ukernel(Ap, Bp, C, ldc, ldb, kc, mr, nr, first)``: C[:mr, :nr] (=|+=) Ap^T Bp over kc, B's
+    rows ldb elements apart (NR in a packed panel)."""
     name = f"ukernel_{spec.cd.name}_{spec.mr}x{spec.nr}"
     fn = kg.module.globals.get(name)
     if fn is not None:
@@ -264,10 +516,11 @@ def _microkernel(kg, spec: GemmSpec) -> ir.Function:
     esize = spec.cd.itemsize
     vty = ir.VectorType(ety, spec.vw)
     nv = spec.nr // spec.vw
-    fn = ir.Function(kg.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, I64, I64, I64, I64, I1]), name=name)
+    fn = ir.Function(kg.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, I64, I64, I64, I64, I64, I1]),
+                     name=name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
-    ap, bp, cp, ldc, kc, mr, nr, first = fn.args
+    ap, bp, cp, ldc, ldb, kc, mr, nr, first = fn.args
     for p in (ap, bp, cp):
         p.add_attribute("noalias")
     entry = fn.append_basic_block("entry")
@@ -279,7 +532,7 @@ def _microkernel(kg, spec: GemmSpec) -> ir.Function:
         for a in row:
             b.store(zero, a)
     with counted_loop(b, kc) as k:
-        bvec = [b.load(b.gep(bp, [b.add(b.mul(k, ir.Constant(I64, spec.nr)), ir.Constant(I64, v * spec.vw))],
+        bvec = [b.load(b.gep(bp, [b.add(b.mul(k, ldb), ir.Constant(I64, v * spec.vw))],
                              source_etype=ety), typ=vty, align=esize) for v in range(nv)]
         for r in range(spec.mr):
             s = b.load(b.gep(ap, [b.add(b.mul(k, ir.Constant(I64, spec.mr)), ir.Constant(I64, r))], source_etype=ety),

@@ -218,6 +218,9 @@ class Nest:
     outs: list = field(default_factory=list)
     sequential: bool = False
     indirect: dict = field(default_factory=dict)
+    chunks: int = 1                         # > 1: a step of its own, its index space cut into chunks
+    joins_previous: bool = False            # independent of the group's earlier nests (disjoint writes,
+                                            # reads none of theirs): threads may run it alongside them
 
 
 @dataclass(eq=False)
@@ -233,6 +236,8 @@ class Group:
     merged_into: "Group | None" = None
     gemm: object = None                     # dot: the GEMM blocking it runs with (None: a reduction)
     branches: list = field(default_factory=list)      # cond: the Plan of each branch
+    chunks: int = 1                         # reduce / dot: chunks its threaded steps are cut into
+    split: str = ""                         # how: "kept" | "red" (partials) | GEMM_SPLITS (dot)
 
 
 @dataclass
@@ -243,6 +248,7 @@ class Plan:
     const_bufs: list[Buf]
     out_bufs: list[Buf]
     scratch_bytes: int
+    threads: int = 1                         # > 1: the kernel runs its steps on this many threads
 
 
 class Unsupported(NotImplementedError):
@@ -303,10 +309,12 @@ def inline_and_prune(jaxpr: Jaxpr) -> list[Eqn]:
 # ----------------------------------------------------------------------------------------------
 
 class Planner:
-    def __init__(self, closed: ClosedJaxpr, gemm_spec=None, gemm_temps=None, gemm_min_flops: int = 0):
+    def __init__(self, closed: ClosedJaxpr, gemm_spec=None, gemm_temps=None, gemm_min_flops: int = 0,
+                 threads: int = 1):
         self.eqns, self.jaxpr = inline_and_prune(closed.jaxpr)
         _check_supported(self.eqns, self.jaxpr)
         self.gemm_spec, self.gemm_temps, self.gemm_min_flops = gemm_spec, gemm_temps, gemm_min_flops
+        self.threads = threads
         self.views: dict[Var, View] = {}
         self.producer: dict[Var, Group] = {}
         self.groups: list[Group] = []
@@ -398,8 +406,9 @@ class Planner:
                 self._finish_loop(g)
         order = sorted((g for g in self.groups if g.merged_into is None and (g.eqns or g.nests)),
                        key=lambda g: g.last)
+        threads = parallelize(order, self.views, self.threads) if self.threads > 1 else 1
         scratch = self._assign_scratch(order)
-        return Plan(order, self.views, self.in_bufs, self.const_bufs, out_bufs, scratch)
+        return Plan(order, self.views, self.in_bufs, self.const_bufs, out_bufs, scratch, threads)
 
     def _elementwise(self, e: Eqn, i: int) -> None:
         shape = e.outvars[0].aval.shape
@@ -492,7 +501,7 @@ class Planner:
         for x in e.inputs:
             shape = x.aval.shape
             sub = View(dst.buf, dst.offset + start * dst.strides[d], shape, dst.strides)
-            nests.append(Nest(shape, [], [(x, sub, "store")]))
+            nests.append(Nest(shape, [], [(x, sub, "store")], joins_previous=bool(nests)))
             start += shape[d]
         return nests
 
@@ -613,12 +622,27 @@ class Planner:
         for a in (x, w):
             self.read(a, g)
         xv = self.storage(x)
-        cv = self.storage(cols)
         cshape = (G, Cg, *K, N, *OUT)
-        cs = contiguous_strides(cshape)
+        # The columns are (G, Cg*K, N*OUT), or laid out transposed, (G, N*OUT, Cg*K), when the kernel
+        # is wider than the output (a weight gradient): each copy then runs along the kernel's last
+        # axis instead of the output's (a few elements), and the GEMM reads B through strides.
+        transposed = nsp > 0 and K[-1] > OUT[-1]
+        if transposed:
+            colst = Var(ShapedArray((G, npix, ck), d))
+            ct = self.storage(colst)
+            self.views[cols] = View(ct.buf, ct.offset, (G, ck, npix), (npix * ck, 1, ck))
+            lay = (G, N, *OUT, Cg, *K)
+            ls = contiguous_strides(lay)
+            cs = (ls[0], ls[2 + nsp], *ls[3 + nsp:], ls[1], *ls[2:2 + nsp])      # in cshape's axis order
+            order = (0, 2 + nsp, *range(3 + nsp, 3 + 2 * nsp), 1, *range(2, 2 + nsp))   # walk: kernel axes inner
+        else:
+            cs = contiguous_strides(cshape)
+            order = None
+        cv = self.storage(cols)
         nests = []
         full = True
         pieces = []
+        infos = []
         if 0 not in cshape and 0 not in x.aval.shape:
             per_dim = []
             for j in range(nsp):
@@ -631,6 +655,7 @@ class Planner:
                         return None
                     step_o = os_[1] - os_[0] if len(os_) > 1 else 1
                     return os_[0], len(os_), step_o, (os_[0] * s_ + base) // ld[j]
+                infos.append(info)
                 runs = _axis_runs(K[j], info)
                 if sum(r[1] for r in runs) != K[j] or any(r[3] != OUT[j] for r in runs):
                     full = False
@@ -644,14 +669,25 @@ class Planner:
                 sstr = (Cg * xv.strides[1], xv.strides[1], *(r[6] * xs for r, xs in zip(combo, xsp)),
                         xv.strides[0], *(r[4] * s_ // l_ * xs for r, s_, l_, xs in zip(combo, ws, ld, xsp)))
                 dstr = (cs[0], cs[1], *csk, cs[2 + nsp], *(r[4] * c2 for r, c2 in zip(combo, cso)))
-                pieces.append(Nest(pshape, [], [(View(xv.buf, offset, pshape, sstr, xv.dyn),
-                                                 View(cv.buf, doff, pshape, dstr), "store")]))
+                pieces.append(_ordered(Nest(pshape, [], [(View(xv.buf, offset, pshape, sstr, xv.dyn),
+                                                          View(cv.buf, doff, pshape, dstr), "store")]), order))
         else:
             full = False
         if not full:
-            nests.append(Nest(cshape, [], [(Literal(0, ShapedArray((), d)), View(cv.buf, cv.offset, cshape, cs),
-                                             "store")]))
+            zero = Literal(0, ShapedArray((), d))
+            borders = _conv_borders(infos, K, OUT) if infos else None
+            if borders is None:                 # (lhs dilation: the uncovered part is not a few boxes)
+                nests.append(_ordered(Nest(cshape, [], [(zero, View(cv.buf, cv.offset, cshape, cs), "store")]), order))
+            else:                               # zeros only where no piece writes (the padding)
+                csk, cso = cs[2:2 + nsp], cs[3 + nsp:]
+                for j, k0, klen, a, b in borders:
+                    shape = (G, Cg, *(klen if i == j else K[i] for i in range(nsp)), N,
+                             *(b - a if i == j else OUT[i] for i in range(nsp)))
+                    nests.append(_ordered(Nest(shape, [], [(zero, View(cv.buf, cv.offset + k0 * csk[j] + a * cso[j],
+                                                                       shape, cs), "store")]), order))
         g.nests = nests + pieces
+        for nest in g.nests[1:]:                # the borders and the pieces write disjoint parts of cols
+            nest.joins_previous = True
         g.out = cols
         self.producer[cols] = g
         # the weights as (G, O/G, Cg*K)
@@ -798,6 +834,45 @@ class Planner:
 
 
 
+def _ordered(nest: Nest, order) -> Nest:
+    """The same copy with its axes walked in ``order`` (outermost first)."""
+    if order is None:
+        return nest
+    outs = []
+    for src, dst, mode in nest.outs:
+        views = []
+        for v in (src, dst):
+            if isinstance(v, View):
+                v = View(v.buf, v.offset, tuple(v.shape[a] for a in order), tuple(v.strides[a] for a in order), v.dyn)
+            views.append(v)
+        outs.append((views[0], views[1], mode))
+    return Nest(tuple(nest.shape[a] for a in order), nest.eqns, outs, nest.sequential, nest.indirect)
+
+
+def _conv_borders(infos, K, OUT) -> list[tuple] | None:
+    """The im2col entries no input element lands in, as boxes: (axis j, first kernel position, count,
+    first output, end output) on axis j, all positions of the other axes. None when some kernel
+    position's outputs are not an interval (lhs dilation), so a few boxes cannot cover them."""
+    boxes = []
+    for j, info in enumerate(infos):
+        prev = None
+        for k in range(K[j]):
+            r = info(k)
+            if r is None:
+                ivs = ((0, OUT[j]),)
+            else:
+                o0, cnt, so, _ = r
+                if cnt > 1 and so != 1:
+                    return None
+                ivs = tuple(iv for iv in ((0, o0), (o0 + cnt, OUT[j])) if iv[1] > iv[0])
+            if prev is not None and prev[2] == ivs and prev[0] + prev[1] == k:
+                prev[1] += 1
+                continue
+            prev = [k, 1, ivs]
+            boxes.append((j, prev))
+    return [(j, k0, klen, a, b) for j, (k0, klen, ivs) in boxes for a, b in ivs]
+
+
 def _axis_runs(n: int, info) -> list[tuple]:
     """Group window / kernel positions 0..n-1 of one axis into runs that one strided nest can cover.
 
@@ -850,6 +925,182 @@ def group_buffers(g: Group, views: dict) -> list[Buf]:
     return out
 
 
-def make_plan(closed: ClosedJaxpr, gemm_spec=None, gemm_temps=None, gemm_min_flops: int = 2 * 16 * 16 * 16) -> Plan:
-    """Plan a program; ``gemm_spec(eqn, a_view, b_view)`` says whether (and how) a dot runs as a GEMM."""
-    return Planner(closed, gemm_spec, gemm_temps, gemm_min_flops).run()
+def make_plan(closed: ClosedJaxpr, gemm_spec=None, gemm_temps=None, gemm_min_flops: int = 2 * 16 * 16 * 16,
+              threads: int = 1) -> Plan:
+    """Plan a program; ``gemm_spec(eqn, a_view, b_view)`` says whether (and how) a dot runs as a GEMM;
+    ``threads`` > 1 lets large loops, reductions and GEMMs run on that many threads."""
+    return Planner(closed, gemm_spec, gemm_temps, gemm_min_flops, threads).run()
+
+
+# ----------------------------------------------------------------------------------------------
+# Threads: which steps are worth cutting into chunks (shapes are static, so this is decided here)
+# ----------------------------------------------------------------------------------------------
+#
+# A threaded kernel runs its groups as a list of *steps*; a step either runs whole (on whichever
+# thread claims it) or is cut into a fixed number of chunks that the threads claim one by one from a
+# counter. Chunks follow the static shapes only, so the result does not depend on how many threads
+# ran or which did what (partial sums are combined in chunk order). The estimates below are
+# nanoseconds on one core; they only need to be right within a factor of two or so.
+
+MIN_STEP_NS = 15_000          # a step below this runs whole: cutting it costs more than it saves
+MIN_PROGRAM_NS = 30_000       # a program whose parallel steps add up to less stays single-threaded
+# (measured, 2-core EPYC: handing a call to the pool and back costs 2-3 us; x*2+1 on f32 gains from
+# 2^16 elements (8 us), a sum from 2^15, the sigmoid-of-logs chain from 2^15 (40 us))
+CHUNK_NS = 25_000             # about this much work per chunk ...
+MAX_CHUNKS_PER_THREAD = 8     # ... but no more chunks than this per thread (and at least one each)
+_SLOW_OPS = {"exp": 0.35, "log": 0.35, "log1p": 0.4, "expm1": 0.4, "tanh": 0.45, "sin": 0.4, "cos": 0.4,
+             "erf": 0.45, "pow": 0.8, "logistic": 0.45, "div": 0.08, "sqrt": 0.08, "rsqrt": 0.1, "rem": 0.3}
+_BASE_NS = 0.1                 # per element: loads, stores, loop
+_GFLOPS = {"f32": 90.0, "f64": 45.0}     # the GEMM kernel on one core, GFLOP/s (= flops per ns)
+
+
+def _elems(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def _ops_ns(eqns) -> float:
+    return sum(_SLOW_OPS.get(e.primitive.name, 0.03) for e in eqns)
+
+
+def _chunks(cost_ns: float, threads: int, units: int) -> int:
+    c = max(threads, int(np.ceil(cost_ns / CHUNK_NS)))
+    return int(max(1, min(c, MAX_CHUNKS_PER_THREAD * threads, units)))
+
+
+def slot_elems(count: int, dtype: DType) -> int:
+    """Elements of one per-thread or per-chunk slot holding ``count``: whole cache lines, so that
+    threads writing neighbouring slots never share a line."""
+    per_line = max(1, ALIGN // dtype.itemsize)
+    return max(per_line, -(-count // per_line) * per_line)
+
+
+def partial_dtype(kind: str, d: DType) -> DType:
+    """What a partial result of a reduction is kept in: the accumulator's register type."""
+    return to_dtype("f32") if d.name in ("f16", "bf16") else d
+
+
+def parallelize(order: list[Group], views: dict, threads: int) -> int:
+    """Mark the steps worth running on ``threads`` threads (Nest.chunks, Group.chunks / split) and
+    give them their per-thread or per-chunk scratch. Returns the kernel's thread count (1: none)."""
+    decisions = []
+    total = 0.0
+    for g in order:
+        if g.kind in ("loop", "seq"):
+            for nest in g.nests:
+                if nest.sequential or nest.indirect:
+                    continue
+                n = _elems(nest.shape)
+                cost = n * (_BASE_NS + _ops_ns(nest.eqns))
+                if cost >= MIN_STEP_NS:
+                    decisions.append(("nest", nest, _chunks(cost, threads, n)))
+                    total += cost
+        elif g.kind == "reduce":
+            e = g.eqns[-1]
+            x = e.inputs[0]
+            n = _elems(x.aval.shape)
+            cost = n * (_BASE_NS + _ops_ns(g.eqns[:-1]))
+            if cost < MIN_STEP_NS:
+                continue
+            kept = _elems(e.outvars[0].aval.shape) if e.primitive.name != "cumsum" else n // max(
+                1, x.aval.shape[e.params["axis"]])
+            if kept >= 4 * threads:
+                decisions.append(("kept", g, _chunks(cost, threads, kept)))
+                total += cost
+            elif e.primitive.name in ("reduce_sum", "reduce_prod", "reduce_max", "reduce_min"):
+                decisions.append(("red", g, _chunks(cost, threads, n // kept)))
+                total += cost
+        elif g.kind == "dot":
+            e = g.eqns[-1]
+            out = e.outvars[0].aval
+            if g.gemm is not None:
+                spec = g.gemm
+                batch = _elems([s for s, *_ in spec.batch])
+                cost = 2.0 * spec.m * spec.n * spec.k * batch / _GFLOPS.get(spec.cd.name, 45.0)
+                if cost < MIN_STEP_NS:
+                    continue
+                how = gemm_split(spec, batch, cost, threads)
+                if how is None:
+                    continue
+                decisions.append((how[0], g, how[1]))
+                total += cost
+            else:
+                kept, contracted = _elems(out.shape), _contracted(e)
+                cost = 2.0 * kept * contracted / 8.0
+                if cost < MIN_STEP_NS:
+                    continue
+                if kept >= 4 * threads:
+                    decisions.append(("kept", g, _chunks(cost, threads, kept)))
+                else:
+                    decisions.append(("red", g, _chunks(cost, threads, contracted)))
+                total += cost
+    if total < MIN_PROGRAM_NS or not decisions:
+        return 1
+    for how, obj, chunks in decisions:
+        if how == "nest":
+            obj.chunks = chunks
+            continue
+        g = obj
+        g.chunks, g.split = chunks, how
+        if how == "red":
+            e = g.eqns[-1]
+            out = e.outvars[0].aval
+            if g.kind == "dot":
+                from .gemm import compute_dtype
+                pd = compute_dtype(e.inputs[0].aval.dtype)
+            else:
+                pd = partial_dtype(e.primitive.name, e.inputs[0].aval.dtype)
+            g.temps = dict(g.temps, partials=Buf("scratch", -1, pd, chunks * slot_elems(_elems(out.shape), pd)))
+        elif how in GEMM_SPLITS:
+            spec = g.gemm
+            temps = dict(g.temps)
+            temps["pack_a"] = Buf("scratch", -1, spec.cd, threads * slot_elems(spec.mc * spec.kc, spec.cd))
+            if how != "tiles":                  # tiles share one packed B block; the others pack their own
+                temps["pack_b"] = Buf("scratch", -1, spec.cd, threads * slot_elems(spec.kc * spec.nc, spec.cd))
+            if how == "ksplit":                 # a partial product per chunk, summed in chunk order
+                size = spec.m * spec.n * _elems([s for s, *_ in spec.batch])
+                temps["partials"] = Buf("scratch", -1, spec.cd, chunks * slot_elems(size, spec.cd))
+            g.temps = temps
+    return threads
+
+
+GEMM_SPLITS = ("batch", "cols", "rows", "ksplit", "tiles")
+_PACK_A_NS, _PACK_B_NS, _SUM_NS = 0.5, 0.15, 0.3     # per element: packing A (scalar), B (vectors), a sum
+GEMM_OVERHEAD = 0.08          # a split may add this much work (repacking, partial sums) to avoid syncs
+KSPLIT_MAX_ELEMS = 1 << 18    # partial products of at most this many elements each
+
+
+def gemm_split(spec, batch: int, cost: float, threads: int):
+    """How a GEMM is cut for threads, (how, chunks) or None. Chunks that each pack what they need run
+    as one step (no waits inside the GEMM), which keeps threads independent on a busy machine:
+    "batch" (batch items), "cols" (column panels; each chunk repacks all of A), "rows" (row panels;
+    each repacks all of B), "ksplit" (ranges of K blocks, a partial product each, summed after).
+    "tiles" (one shared packed B block per (NC, KC) block, two steps each) wastes no work but waits
+    twice per block: the fallback for large products that none of the others cut cheaply."""
+    m, n, k = spec.m, spec.n, spec.k
+    if batch >= 2 * threads:
+        return "batch", _chunks(cost, threads, batch)
+    options = []
+    panels_n, panels_m, blocks_k = -(-n // spec.nr), -(-m // spec.mr), -(-k // spec.kc)
+    for how, units, extra_per_chunk in (("cols", panels_n, m * k * _PACK_A_NS * batch),
+                                        ("rows", panels_m, k * n * _PACK_B_NS * batch),
+                                        ("ksplit", blocks_k, m * n * _SUM_NS * batch)):
+        if how == "ksplit" and m * n * batch > KSPLIT_MAX_ELEMS:
+            continue
+        # as many chunks as the cost suggests, but no more than the repacking budget allows
+        chunks = min(_chunks(cost, threads, units), int(GEMM_OVERHEAD * cost // max(extra_per_chunk, 1e-9)))
+        if chunks >= 2 * threads:
+            options.append((chunks * extra_per_chunk / cost, -chunks, how))
+    if options:
+        _, chunks, how = min(options)
+        return how, -chunks
+    tiles = panels_m * -(-min(n, spec.nc) // spec.nr)
+    if tiles >= 2 * threads:
+        phases = -(-n // spec.nc) * blocks_k * batch
+        return "tiles", _chunks(cost / phases, threads, tiles)
+    return None
+
+
+def _contracted(e: Eqn) -> int:
+    """The size of the contracted dimensions of dot_general ``e``."""
+    (ca, _), _ = e.params["dimension_numbers"]
+    return _elems([e.inputs[0].aval.shape[d] for d in ca])
