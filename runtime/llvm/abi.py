@@ -84,8 +84,14 @@ class NativeFunction:
         return True
 
     def __call__(self, *args) -> list[np.ndarray]:
+        return self._call(args if self._fast_check(args) else check_native_args(self.kernel.in_avals, args))
+
+    def call_if_exact(self, args) -> list[np.ndarray] | None:
+        """Run when every argument is already exactly right (jit's hot path); None otherwise."""
+        return self._call(args) if self._fast_check(args) else None
+
+    def _call(self, arrays) -> list[np.ndarray]:
         k = self.kernel
-        arrays = args if self._fast_check(args) else check_native_args(k.in_avals, args)
         outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
         if not k.scratch_bytes:
             self._run(arrays, outs, _NO_SCRATCH)
