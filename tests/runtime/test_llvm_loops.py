@@ -147,6 +147,31 @@ def test_scan_of_a_matmul_uses_the_gemm():
     assert_same(closed, h, w, rtol=1e-4, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "uint8", "int8", "bool", "uint64"])
+def test_scan_narrow_and_odd_dtypes(dtype):
+    """Slices of xs and ys are addressed in bytes: every element size must step right."""
+    import ml_dtypes
+    d = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    rng = np.random.default_rng(7)
+    xs = rng.integers(0, 3, size=(5, 3, 7)).astype(d)
+
+    def f(xs):
+        def step(c, x):
+            c = cnp.logical_xor(c, x) if d == np.bool_ else c + x
+            return c, (c, x)
+        return lax.scan(step, xs[0], xs, reverse=True)
+    assert_same(tj.make_jaxpr(f)(xs), xs, rtol=1e-2, atol=1e-2)
+
+
+def test_loop_program_checks_its_arguments():
+    closed = tj.make_jaxpr(lambda xs: lax.scan(lambda c, x: (c + x, c), 0.0, xs))(np.ones(4, np.float32))
+    fn = runtime.compile(closed, "llvm")
+    with pytest.raises(TypeError, match="f32"):
+        fn(np.ones(5, np.float32))
+    with pytest.raises(TypeError):
+        fn(np.ones(4, np.float64))
+
 # ---- nesting ----------------------------------------------------------------------------------
 
 def test_scan_inside_while_and_cond_inside_scan():
