@@ -274,6 +274,17 @@ def test_rnn_training_step_under_jit_runs_natively():
         np.testing.assert_allclose(g[k], g0[k], rtol=1e-4, atol=1e-6)
 
 
+
+def test_vmap_of_while_and_jvp_of_while():
+    """A batched predicate (the loop runs while any example does) and a forward-mode while."""
+    def f(x):
+        return lax.while_loop(lambda c: c[1] < 4.0, lambda c: (c[0] * 1.5, c[1] + cnp.abs(c[0])), (x, x * 0.0))
+    x = np.array([0.1, 0.9, 2.0, -3.0, 0.01], np.float32)
+    assert_same(tj.make_jaxpr(tj.vmap(f))(x), x)
+    closed = tj.make_jaxpr(lambda x, t: tj.jvp(f, (x,), (t,)))(np.float32(0.3), np.float32(1.0))
+    assert "while" in kinds(closed)
+    assert_same(closed, np.float32(0.3), np.float32(1.0))
+
 def test_unsupported_dtype_in_a_loop_body_still_falls_back():
     """The fallback stays for what is genuinely not lowered (f8 here), inside loop bodies too."""
     import ml_dtypes
@@ -366,3 +377,18 @@ def test_random_loop_programs(prog):
     closed = tj.make_jaxpr(f)(init, xs, k)
     assert kind in kinds(closed)
     assert_same(closed, *init, xs, k, rtol=1e-5, atol=1e-6)
+
+
+def test_rnn_example_runs_without_falling_back(tmp_path):
+    """examples/rnn_scan.py (forward, training step and evaluation all jitted) with every
+    RuntimeWarning an error: the interpreter fallback would warn."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", os.path.join(root, "examples", "rnn_scan.py"),
+                           "--quick", "--steps", "5", "--out", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT" in proc.stdout
