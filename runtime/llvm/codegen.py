@@ -23,7 +23,7 @@ from compiler.ir.core import DType, Literal, Var, dtype as to_dtype
 
 from . import mathlib
 from .engine import engine, host
-from .plan import Group, Linear, Nest, Plan, View, coalesce
+from .plan import Group, Linear, Nest, Plan, View, coalesce, full_view
 from .rules import ELEMENTWISE, KINDS, int_constant
 
 I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -984,6 +984,9 @@ def emit_groups(kg: KernelGen) -> None:
         if g.kind == "cond":
             emit_cond(kg, g, k)
             continue
+        if g.kind in ("while", "scan"):
+            emit_loop(kg, g, k)
+            continue
         kg.begin(f"group{k}_{g.kind}")
         if g.kind == "reduce":
             emit_reduce(kg, g)
@@ -1029,6 +1032,105 @@ def emit_cond(kg: KernelGen, g: Group, k: int) -> None:
         b.call(fns[j], args)
         b.branch(done)
     b.position_at_end(done)
+    kg.end()
+
+
+def emit_subkernel(kg: KernelGen, sub: Plan, prefix: str) -> ir.Function:
+    """A sub-plan (a loop body, a loop condition) as one internal function ``(ins..., outs..., scratch)``
+    in the parent's module."""
+    bk = KernelGen(sub, parent=kg, prefix=prefix)
+    emit_groups(bk)
+    bk.begin("kernel")
+    for part in list(bk.parts):
+        bk.b.call(part, list(bk.fn.args))
+    bk.end()
+    return bk.fn
+
+
+def emit_loop(kg: KernelGen, g: Group, k: int) -> None:
+    """while and scan: the group's function loops, calling the body's function on the current carry
+    buffers and the other ones (ping-pong: no copy per step, and the body's inputs never alias its
+    outputs). A carry's own output buffer and one temp alternate; the result must end in the own one.
+
+    while: copy the initial carry in; repeat { cond(carry) -> flag; stop unless flag; body }; copy back
+    when an odd number of steps left it in the temp. scan: the trip count is static, so the initial
+    carry goes into whichever buffer makes the last step write the own one; step i passes pointers
+    to xs[i] and ys[i] (slices along axis 0 of contiguous arrays are contiguous)."""
+    e = g.eqns[0]
+    p = e.params
+    tags = "cb" if g.kind == "while" else "s"
+    fns = [emit_subkernel(kg, sub, f"{kg.prefix}g{k}{t}_") for t, sub in zip(tags, g.branches)]
+    kg.begin(f"group{k}_{g.kind}")
+    b = kg.b
+    views = kg.plan.views
+
+    def ptr(a):
+        return kg.base_ptr(views[a].buf)
+
+    scratch = kg.base_ptr(g.temps["sub"]) if "sub" in g.temps else ir.Constant(PTR, None)
+    if g.kind == "while":
+        nc, nb = p["cond_nconsts"], p["body_nconsts"]
+        cconsts, bconsts, init = e.inputs[:nc], e.inputs[nc:nc + nb], e.inputs[nc + nb:]
+        carries = list(e.outvars)
+    else:
+        nk, nc = p["num_consts"], p["num_carry"]
+        consts, init, xs = e.inputs[:nk], e.inputs[nk:nk + nc], e.inputs[nk + nc:]
+        carries, ys = list(e.outvars[:nc]), list(e.outvars[nc:])
+    own = [views[v].buf for v in carries]
+    other = [g.temps[f"carry{j}"] for j in range(len(carries))]
+
+    def copy(srcs, dsts):
+        for s, d, v in zip(srcs, dsts, carries):
+            shape = v.aval.shape
+            src = s if isinstance(s, Var) else full_view(s, shape)
+            emit_nest(kg, Nest(shape, [], [(src, full_view(d, shape), "store")]))
+
+    def pick(parity, first, second):
+        """The carry pointers for a step: ``first`` on even steps (parity 0), ``second`` on odd."""
+        return [b.select(parity, kg.base_ptr(y), kg.base_ptr(x)) for x, y in zip(first, second)]
+
+    if g.kind == "while":
+        cond_fn, body_fn = fns
+        copy(init, own)
+        pre = b.block
+        head, step_, exit_ = (kg.fn.append_basic_block(n) for n in ("while_head", "while_body", "while_exit"))
+        b.branch(head)
+        b.position_at_end(head)
+        parity = b.phi(I1)
+        parity.add_incoming(ir.Constant(I1, 0), pre)
+        cur, nxt = pick(parity, own, other), pick(parity, other, own)
+        flag = g.temps["flag"]
+        b.call(cond_fn, [ptr(a) for a in cconsts] + cur + [kg.base_ptr(flag), scratch])
+        b.cbranch(kg.load(Lanes(kg, 1), flag, ir.Constant(I64, 0)), step_, exit_)
+        b.position_at_end(step_)
+        b.call(body_fn, [ptr(a) for a in bconsts] + cur + nxt + [scratch])
+        parity.add_incoming(b.not_(parity), b.block)
+        b.branch(head)
+        b.position_at_end(exit_)
+        back, done = kg.fn.append_basic_block("while_copy_back"), kg.fn.append_basic_block("while_done")
+        b.cbranch(parity, back, done)
+        b.position_at_end(back)
+        copy(other, own)
+        b.branch(done)
+        b.position_at_end(done)
+    else:
+        n = p["length"]
+        first, second = (other, own) if n % 2 else (own, other)
+        copy(init, first)
+        if n:
+            with kg.loop(n) as j:
+                i = b.sub(ir.Constant(I64, n - 1), j) if p["reverse"] else j
+                parity = b.trunc(j, I1)
+
+                def slices(vs):
+                    out = []
+                    for v in vs:
+                        nbytes = v.aval.size // n * v.aval.dtype.itemsize
+                        out.append(b.gep(ptr(v), [b.mul(i, ir.Constant(I64, nbytes))], source_etype=I8))
+                    return out
+                args = [ptr(a) for a in consts] + pick(parity, first, second) + slices(xs)
+                args += pick(parity, second, first) + slices(ys) + [scratch]
+                b.call(fns[0], args)
     kg.end()
 
 

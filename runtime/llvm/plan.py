@@ -232,7 +232,7 @@ class Group:
     temps: dict = field(default_factory=dict)         # dot: scratch it needs while it runs
     merged_into: "Group | None" = None
     gemm: object = None                     # dot: the GEMM blocking it runs with (None: a reduction)
-    branches: list = field(default_factory=list)      # cond: the Plan of each branch
+    branches: list = field(default_factory=list)      # cond: the Plan of each branch; while: cond, body; scan: body
 
 
 @dataclass
@@ -722,6 +722,57 @@ class Planner:
         top = max(p.scratch_bytes for p in sub)
         if top:
             g.temps = {"branch": Buf("scratch", -1, to_dtype("u8"), top)}
+
+    # -- loops: while and scan call a sub-plan per iteration ------------------------------------
+    def _while_loop(self, e: Eqn, i: int) -> None:
+        """while: the cond and the body are planned on their own; the kernel calls cond on the
+        current carry, then the body from the current carry into the other one (ping-pong)."""
+        p = e.params
+        self._loop_group("while", e, i, [p["cond_jaxpr"], p["body_jaxpr"]], e.outvars)
+
+    def _scan_loop(self, e: Eqn, i: int) -> None:
+        """scan: a counted loop calling the body's plan; step i reads xs[i] and writes ys[i] in place
+        (a pointer into the stacked array), the carry ping-pongs as in while."""
+        self._loop_group("scan", e, i, [e.params["jaxpr"]], e.outvars[:e.params["num_carry"]])
+
+    def _loop_group(self, kind: str, e: Eqn, i: int, bodies: list, carries: list) -> Group:
+        """A group running sub-plans in a loop on whole contiguous operand buffers. Its temps: one
+        scratch arena the sub-plans share (they never run at once), a second buffer per carry (the
+        ping-pong partner of the carry's own output buffer) and, for while, the predicate."""
+        subs = [Planner(ClosedJaxpr(j, []), self.gemm_spec, self.gemm_temps, self.gemm_min_flops).run()
+                for j in bodies]
+        args = [self._contiguous(a, i) for a in e.inputs]
+        e = Eqn(e.primitive, args, e.outvars, e.params)
+        self._pos[id(e)] = i
+        g = self.new_group(kind, [e], i, closed=True)
+        g.out = e.outvars[0] if e.outvars else None
+        for a in args:
+            self.read(a, g)
+        for v in e.outvars:
+            self.storage(v)
+        g.branches = subs
+        top = max(s.scratch_bytes for s in subs)
+        if top:
+            g.temps["sub"] = Buf("scratch", -1, to_dtype("u8"), top)
+        for j, v in enumerate(carries):
+            g.temps[f"carry{j}"] = Buf("scratch", -1, v.aval.dtype, v.aval.size)
+        if kind == "while":
+            g.temps["flag"] = Buf("scratch", -1, to_dtype("bool"), 1)
+        return g
+
+    def _contiguous(self, a, i: int) -> Var:
+        """Atom ``a`` as a var stored as one whole contiguous buffer (a view of another is copied),
+        so that a sub-plan can take it as an argument."""
+        a = self.materialize(a, i)
+        if self.storage(a).is_full_contiguous():
+            return a
+        tmp = Var(a.aval)
+        g = self.new_group("loop", [], i, shape=a.aval.shape, closed=True)
+        self.read(a, g)
+        g.nests = [Nest(a.aval.shape, [], [(a, self.storage(tmp), "store")])]
+        g.out = tmp
+        self.producer[tmp] = g
+        return tmp
 
     # -- outputs and memory ---------------------------------------------------------------------
     def _claim_outputs(self, end: int) -> list[Buf]:
