@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from compiler.ir.core import DType, dtype as to_dtype
+from compiler.ir.core import dtype as to_dtype
 
 from .codegen import I1, I8, I32, I64, PTR, Lanes, counted_loop, opaque_alloca
 from .plan import Buf, View
