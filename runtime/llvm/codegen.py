@@ -210,12 +210,15 @@ class Lanes:
             y = (b.sitofp if src.kind == "i" else b.uitofp)(x, tmp_ty)
             return b.fpext(y, out_ty) if dst.name == "f16" else self.round_to(y, dst)
         if dst.is_int:                     # float -> int saturates, NaN -> 0 (the interpreter's rule)
+            if dty.width <= 16:            # i4, 8 and 16 bits: clamp in float (the bounds are exact),
+                fty = sty                  # then a plain conversion (vector fptosi.sat to i8 is 6x slower)
+                lo, hi = (-8, 7) if dst.name == "i4" else (int(np.iinfo(dst.np).min), int(np.iinfo(dst.np).max))
+                flo, fhi, zero = self.splat_const(fty, lo), self.splat_const(fty, hi), self.splat_const(fty, 0)
+                x = b.select(b.fcmp_ordered("<", x, flo), flo, b.select(b.fcmp_ordered(">", x, fhi), fhi, x))
+                x = b.select(b.fcmp_unordered("uno", x, x), zero, x)
+                return b.trunc(b.fptosi(x, vec(I32, self.W)), out_ty)
             name = "llvm.fptosi.sat" if dst.kind == "i" else "llvm.fptoui.sat"
-            y = self.intrinsic(name, [x], ret=out_ty, mangle=[out_ty, x.type])
-            if dst.name == "i4":           # saturate to [-8, 7]
-                lo, hi = self.splat_const(I8, -8), self.splat_const(I8, 7)
-                y = b.select(b.icmp_signed("<", y, lo), lo, b.select(b.icmp_signed(">", y, hi), hi, y))
-            return y
+            return self.intrinsic(name, [x], ret=out_ty, mangle=[out_ty, x.type])
         if src.name in F8_FORMATS:
             x = self.plain_nan(x)
         if dst.name == "f16" and sty == F64:          # numpy rounds f64 -> f16 once
