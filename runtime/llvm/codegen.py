@@ -47,7 +47,14 @@ def scalar_type(d: DType) -> ir.Type:
 
 def storage_type(d: DType) -> ir.Type:
     """The in-memory type of an element."""
+    if d.name in F8_FORMATS:
+        return I8
     return {"f16": ir.HalfType(), "bf16": I16, "bool": I8}.get(d.name) or scalar_type(d)
+
+
+# float8 formats: (mantissa bits, exponent bias, has infinities). e4m3fn has no inf; its only NaN is
+# S.1111.111, and overflow (or inf) converts to NaN. e5m2 is IEEE-like: overflow converts to inf.
+F8_FORMATS = {"f8_e4m3fn": (3, 7, False), "f8_e5m2": (2, 15, True)}
 
 
 def vec(ty: ir.Type, w: int) -> ir.Type:
@@ -125,7 +132,60 @@ class Lanes:
             nan = b.fcmp_unordered("uno", x, x)
             out = b.and_(b.select(nan, quiet, rounded), self.splat_const(I32, 0xFFFF0000))
             return b.bitcast(out, vec(F32, self.W))
+        if d.name in F8_FORMATS:
+            return self.f8_decode(self.f8_encode(x, d), d)
         return x
+
+    def f8_encode(self, x, d: DType):
+        """f32 lanes -> float8 bytes, rounding to nearest even as ml_dtypes does: the normal range by
+        rounding the f32 bit pattern to the target's mantissa bits and rebiasing the exponent, the
+        subnormal range by one float addition of a constant whose ulp is the target's subnormal ulp."""
+        m, bias, has_inf = F8_FORMATS[d.name]
+        b, c = self.b, (lambda v: self.splat_const(I32, v))
+        bits = b.bitcast(x, vec(I32, self.W))
+        sign = b.and_(b.lshr(bits, c(24)), c(0x80))
+        a = b.and_(bits, c(0x7FFFFFFF))
+        shift = 23 - m
+        rounded = b.add(b.add(a, c((1 << (shift - 1)) - 1)), b.and_(b.lshr(a, c(shift)), c(1)))
+        normal = b.sub(b.lshr(rounded, c(shift)), c((127 - bias) << m))
+        magic = float(2.0 ** (1 - bias - m + 23))
+        summed = b.fadd(b.bitcast(a, vec(F32, self.W)), self.splat_const(F32, magic))
+        sub = b.sub(b.bitcast(summed, vec(I32, self.W)), c(int(np.float32(magic).view(np.int32))))
+        enc = b.select(b.icmp_unsigned("<", a, c((127 - bias + 1) << 23)), sub, normal)
+        if has_inf:                      # overflow -> inf (0x7C), NaN -> 0x7E (or the payload f8_decode keeps)
+            enc = b.select(b.icmp_unsigned(">=", enc, c(0x7C)), c(0x7C), enc)
+            payload = b.and_(bits, c(3))
+            nan = b.or_(c(0x7C), b.select(b.icmp_unsigned("==", payload, c(0)), c(2), payload))
+            enc = b.select(b.icmp_unsigned(">", a, c(0x7F800000)), nan, enc)
+        else:                            # overflow, inf and NaN -> 0x7F
+            enc = b.select(b.icmp_unsigned(">", enc, c(0x7E)), c(0x7F), enc)
+        return b.trunc(b.or_(enc, sign), vec(I8, self.W))
+
+    def f8_decode(self, raw, d: DType):
+        """float8 bytes -> f32 lanes, exactly: the magnitude bits placed in an f32 pattern and scaled
+        by 2^(127 - bias) (which also makes subnormals right); NaN and inf set apart. An e5m2 NaN keeps
+        its 2 payload bits in the quiet NaN's low bits, so copies keep the byte (convert drops them)."""
+        m, bias, has_inf = F8_FORMATS[d.name]
+        b, c = self.b, (lambda v: self.splat_const(I32, v))
+        r = b.zext(raw, vec(I32, self.W))
+        sign = b.shl(b.and_(r, c(0x80)), c(24))
+        mag = b.and_(r, c(0x7F))
+        f = b.fmul(b.bitcast(b.shl(mag, c(23 - m)), vec(F32, self.W)), self.splat_const(F32, 2.0 ** (127 - bias)))
+        out = b.or_(b.bitcast(f, vec(I32, self.W)), sign)
+        if has_inf:
+            out = b.select(b.icmp_unsigned("==", mag, c(0x7C)), b.or_(sign, c(0x7F800000)), out)
+            nan = b.icmp_unsigned(">", mag, c(0x7C))
+            quiet = b.or_(b.or_(sign, c(0x7FC00000)), b.and_(mag, c(3)))
+        else:
+            nan = b.icmp_unsigned("==", mag, c(0x7F))
+            quiet = b.or_(sign, c(0x7FC00000))
+        out = b.select(nan, quiet, out)
+        return b.bitcast(out, vec(F32, self.W))
+
+    def wrap_i4(self, x):
+        """An i8 register reduced to int4's range by wrapping (sign-extend the low nibble)."""
+        four = self.splat_const(I8, 4)
+        return self.b.ashr(self.b.shl(x, four), four)
 
     def convert(self, x, src: DType, dst: DType):
         b = self.b
@@ -141,22 +201,40 @@ class Lanes:
             return b.uitofp(x, out_ty) if dst.is_float else b.zext(x, out_ty)
         if src.is_int and dst.is_int:
             if dty.width < sty.width:
-                return b.trunc(x, out_ty)
-            if dty.width > sty.width:
-                return (b.sext if src.kind == "i" else b.zext)(x, out_ty)
-            return x
+                x = b.trunc(x, out_ty)
+            elif dty.width > sty.width:
+                x = (b.sext if src.kind == "i" else b.zext)(x, out_ty)
+            return self.wrap_i4(x) if dst.name == "i4" else x
         if src.is_int:                     # int -> float, rounding once into the target type
             tmp_ty = vec(ir.HalfType(), self.W) if dst.name == "f16" else out_ty
             y = (b.sitofp if src.kind == "i" else b.uitofp)(x, tmp_ty)
             return b.fpext(y, out_ty) if dst.name == "f16" else self.round_to(y, dst)
         if dst.is_int:                     # float -> int saturates, NaN -> 0 (the interpreter's rule)
+            if dty.width <= 16:            # i4, 8 and 16 bits: clamp in float (the bounds are exact),
+                fty = sty                  # then a plain conversion (vector fptosi.sat to i8 is 6x slower)
+                lo, hi = (-8, 7) if dst.name == "i4" else (int(np.iinfo(dst.np).min), int(np.iinfo(dst.np).max))
+                flo, fhi, zero = self.splat_const(fty, lo), self.splat_const(fty, hi), self.splat_const(fty, 0)
+                x = b.select(b.fcmp_ordered("<", x, flo), flo, b.select(b.fcmp_ordered(">", x, fhi), fhi, x))
+                x = b.select(b.fcmp_unordered("uno", x, x), zero, x)
+                return b.trunc(b.fptosi(x, vec(I32, self.W)), out_ty)
             name = "llvm.fptosi.sat" if dst.kind == "i" else "llvm.fptoui.sat"
             return self.intrinsic(name, [x], ret=out_ty, mangle=[out_ty, x.type])
+        if src.name in F8_FORMATS:
+            x = self.plain_nan(x)
         if dst.name == "f16" and sty == F64:          # numpy rounds f64 -> f16 once
             return b.fpext(b.fptrunc(self.to_f32_round_odd(x), vec(ir.HalfType(), self.W)), out_ty)
+        # (ml_dtypes rounds f64 -> f8 through f32, twice; the plain fptrunc below does the same)
         if sty != dty:
             x = b.fpext(x, out_ty) if dty == F64 else b.fptrunc(x, out_ty)
-        return self.round_to(x, dst)
+        return self.round_to(self.plain_nan(x) if dst.name in F8_FORMATS else x, dst)
+
+    def plain_nan(self, x):
+        """f32 lanes with NaNs made the quiet NaN of their sign, as ml_dtypes converts every NaN (this
+        drops the e5m2 payload f8_decode keeps for copies)."""
+        b = self.b
+        bits = b.bitcast(x, vec(I32, self.W))
+        quiet = b.or_(b.and_(bits, self.splat_const(I32, ~0x7FFFFF)), self.splat_const(I32, 0x7FC00000))
+        return b.select(b.fcmp_unordered("uno", x, x), b.bitcast(quiet, x.type), x)
 
     def to_f32_round_odd(self, x):
         """f64 -> f32 rounding to odd: a later rounding to a narrower type is then exact-once
@@ -179,6 +257,10 @@ class Lanes:
             return b.fpext(raw, vec(F32, self.W))
         if d.name == "bf16":
             return b.bitcast(b.shl(b.zext(raw, vec(I32, self.W)), self.splat_const(I32, 16)), vec(F32, self.W))
+        if d.name in F8_FORMATS:
+            return self.f8_decode(raw, d)
+        if d.name == "i4":                 # ml_dtypes keeps the value in the low nibble
+            return self.wrap_i4(raw)
         return raw
 
     def to_storage(self, x, d: DType):
@@ -190,6 +272,10 @@ class Lanes:
         if d.name == "bf16":
             bits = b.bitcast(self.round_to(x, d), vec(I32, self.W))
             return b.trunc(b.lshr(bits, self.splat_const(I32, 16)), vec(I16, self.W))
+        if d.name in F8_FORMATS:
+            return self.f8_encode(x, d)
+        if d.name == "i4":
+            return b.and_(x, self.splat_const(I8, 0x0F))
         return x
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from compiler.ir.core import PRIMITIVES, ClosedJaxpr, DType, Eqn, Jaxpr, Literal, ShapedArray, Var
 from compiler.ir.core import dtype as to_dtype
 
-from .rules import KINDS, SUPPORTED_DTYPES
+from .rules import KINDS, STORAGE_ONLY_DTYPES, STORAGE_ONLY_PRIMITIVES, SUPPORTED_DTYPES
 
 ALIGN = 64
 
@@ -262,6 +262,9 @@ def _check_supported(eqns: list[Eqn], jaxpr: Jaxpr) -> None:
             if a.aval.dtype.name not in SUPPORTED_DTYPES:
                 raise Unsupported(f"LLVM backend: dtype {a.aval.dtype.name} in '{name}' is not "
                                   f"supported yet")
+            if a.aval.dtype.name in STORAGE_ONLY_DTYPES and name not in STORAGE_ONLY_PRIMITIVES:
+                raise Unsupported(f"LLVM backend: '{name}' on {a.aval.dtype.name} is not supported "
+                                  f"(only conversions and data movement are; convert to f32 / i32 first)")
 
 
 def inline_and_prune(jaxpr: Jaxpr) -> list[Eqn]:
