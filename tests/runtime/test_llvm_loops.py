@@ -286,18 +286,21 @@ def test_vmap_of_while_and_jvp_of_while():
     assert_same(closed, np.float32(0.3), np.float32(1.0))
 
 def test_unsupported_dtype_in_a_loop_body_still_falls_back():
-    """The fallback stays for what is genuinely not lowered (f8 here), inside loop bodies too."""
+    """The fallback stays for what is genuinely not lowered (f8 arithmetic), inside loop bodies too."""
     import ml_dtypes
     f8 = ml_dtypes.float8_e4m3fn
 
     def f(x):
-        return lax.scan(lambda c, _: (c, cnp.astype(cnp.astype(c, f8), np.float32)), x, None, length=2)[1]
+        def body(c, _):
+            c8 = cnp.astype(c, f8)
+            return c, cnp.astype(c8 * c8, np.float32)
+        return lax.scan(body, x, None, length=2)[1]
     closed = tj.make_jaxpr(f)(np.float32(1.5))
     with pytest.raises(NotImplementedError, match="f8"):
         runtime.compile(closed, "llvm")
     with pytest.warns(RuntimeWarning, match="interpreter"):
         out = tj.jit(f, backend="llvm")(np.float32(1.5))
-    np.testing.assert_array_equal(out, [1.5, 1.5])
+    np.testing.assert_array_equal(out, [2.25, 2.25])
 
 
 # ---- random loop programs ---------------------------------------------------------------------
