@@ -274,6 +274,7 @@ KINDS.update({"dot_general": "dot", "checkpoint": "inline"})
 KINDS.update({name: "seq" for name in ("concatenate", "pad", "dynamic_update_slice", "scatter_add",
                                         "reduce_window_max", "reduce_window_sum")})
 KINDS.update({"conv_general_dilated": "conv"})
+KINDS.update({"sparse_dot": "sparse"})          # runtime/llvm/sparse.py
 # cond as native branches (plan.Planner._branch, codegen.emit_cond); while and scan not yet
 NATIVE_CONTROL_FLOW = {"cond": "branch"}
 KINDS.update(NATIVE_CONTROL_FLOW)
