@@ -30,6 +30,7 @@ from compiler.primitives.sparse import parse_format
 from .plan import Buf, Nest, Unsupported, View, contiguous_strides
 
 ROW_VECTORS = 4          # row-axpy: vectors of rows of x per block (R)
+IN_LANE = False
 PERM_ROWS = 8            # permute kernel: rows of x per micro-tile (MR); columns: 2 vectors (NR)
 
 
@@ -64,7 +65,7 @@ def sparse_spec(e: Eqn, vector_bytes: int) -> SparseSpec:
     vw = max(1, vector_bytes // cd.itemsize)
     inner, outer = (n, k) if p["transpose"] else (k, n)
     use_perm = (nm is not None and not p["transpose"] and vector_bytes == 64 and vw % nm[1] == 0
-                and rows >= PERM_ROWS and n >= vw)
+                and rows >= PERM_ROWS and n >= vw and k >= vw)
     spec = SparseSpec(nm, k, n, p["transpose"], rows, inner, outer, cd, vw, "perm" if use_perm else "axpy")
     if use_perm:
         spec.nr = 2 * vw
@@ -187,6 +188,8 @@ class _Entries:
             return
         values, indices = self.bufs
         nn, mm = spec.nm
+        if spec.k == 0:
+            return
         with counted_loop(b, spec.k // mm) as grp:
             for j in range(nn):
                 off = b.add(b.mul(b.add(b.mul(grp, _c(nn)), _c(j)), _c(spec.n)), n)
@@ -215,6 +218,7 @@ def _emit_axpy(kg, spec: SparseSpec, e: Eqn, xt: Buf, ot: Buf) -> None:
         return b.shuffle_vector(v, ir.Constant(vty, None), ir.Constant(ir.VectorType(ir.IntType(32), W), None))
 
     def block(m0, nv):
+        # (static loops of no trip run once in counted_loop: the callers skip empty ones)
         with counted_loop(b, spec.inner if spec.transpose else spec.outer) as n:
             if not spec.transpose:
                 for r in range(nv):
@@ -238,6 +242,8 @@ def _emit_axpy(kg, spec: SparseSpec, e: Eqn, xt: Buf, ot: Buf) -> None:
                         b.store(b.call(fma, [s, xr[r], b.load(p, typ=vty, align=esize)]), p, align=esize)
                 entries.each(n, scatter_row)
 
+    if (spec.inner if spec.transpose else spec.outer) == 0:
+        return
     step = ROW_VECTORS * W
     full = mp // step * step
     if full:
@@ -260,7 +266,14 @@ def _emit_perm(kg, spec: SparseSpec, e: Eqn, temps: dict) -> None:
     vty, ivty = ir.VectorType(ety, W), ir.VectorType(ity, W)
     esize = spec.cd.itemsize
     fma = kg.declare(f"llvm.fma.v{W}{'f64' if f64 else 'f32'}", vty, [vty, vty, vty])
-    perm = kg.declare("llvm.x86.avx512.permvar.df.512" if f64 else "llvm.x86.avx512.permvar.sf.512", vty, [vty, ivty])
+    # a group of M fits a 128-bit lane: broadcast it to every lane and pick in-lane (vpermilps, cheaper
+    # than the cross-lane vpermps); otherwise one vector of W k's and a cross-lane permute
+    in_lane = mm * spec.cd.itemsize == 16 and IN_LANE
+    if in_lane:
+        perm = kg.declare("llvm.x86.avx512.vpermilvar.pd.512" if f64 else "llvm.x86.avx512.vpermilvar.ps.512",
+                          vty, [vty, ivty])
+    else:
+        perm = kg.declare("llvm.x86.avx512.permvar.df.512" if f64 else "llvm.x86.avx512.permvar.sf.512", vty, [vty, ivty])
     values, indices = (kg.plan.views[a].buf for a in e.inputs[1:])
     vals_p, idx_p = kg.base_ptr(values), kg.base_ptr(indices)
     vp, ip, xp, op = (kg.base_ptr(temps[t]) for t in ("vp", "ip", "xp", "op"))
@@ -271,29 +284,65 @@ def _emit_perm(kg, spec: SparseSpec, e: Eqn, temps: dict) -> None:
     accs = [[opaque_alloca(kg.setup, vty) for _ in range(2)] for _ in range(MR)]
 
     with counted_loop(b, spec.np_, step=NR) as jc:
-        # pack: vp[q][c], ip[q][c] for the panel's columns (0 past the last column or stored row)
-        with counted_loop(b, qp) as q:
-            lane_base = b.mul(b.urem(b.udiv(q, _c(nn)), _c(W // mm)), _c(mm))
-            for c in range(NR):
-                col = b.add(jc, _c(c))
-                inside = b.and_(b.icmp_signed("<", col, _c(spec.n)), b.icmp_signed("<", q, _c(q_all)))
-                off = b.select(inside, b.add(b.mul(q, _c(spec.n)), col), _c(0))
-                v = b.load(b.gep(vals_p, [off], source_etype=ety), typ=ety, align=esize)
-                pos = b.zext(b.load(b.gep(idx_p, [off], source_etype=ir.IntType(8)), typ=ir.IntType(8)), I64)
-                pos = b.select(b.icmp_unsigned(">", pos, _c(mm - 1)), _c(mm - 1), pos)
-                dst = b.add(b.mul(q, _c(NR)), _c(c))
-                b.store(b.select(inside, v, ir.Constant(ety, 0.0)), b.gep(vp, [dst], source_etype=ety), align=esize)
-                lane = b.add(lane_base, pos)
-                b.store(lane if f64 else b.trunc(lane, I32), b.gep(ip, [dst], source_etype=ity), align=ity.width // 8)
+        # pack: vp[q][c], ip[q][c] for the panel's columns (0 past the last column or stored row);
+        # whole panels in vectors, the last partial one element by element
+        def lane_base(q):
+            return _c(0) if in_lane else b.mul(b.urem(b.udiv(q, _c(nn)), _c(W // mm)), _c(mm))
+
+        def put(q, c, v, lane):
+            dst = b.add(b.mul(q, _c(NR)), _c(c))
+            b.store(v, b.gep(vp, [dst], source_etype=ety), align=esize)
+            b.store(lane, b.gep(ip, [dst], source_etype=ity), align=ity.width // 8)
+
+        i8v = ir.VectorType(ir.IntType(8), W)
+        with b.if_else(b.icmp_signed("<=", b.add(jc, _c(NR)), _c(spec.n))) as (whole, part):
+            with whole:
+                with counted_loop(b, q_all) as q:
+                    for h in range(2):
+                        off = b.add(b.add(b.mul(q, _c(spec.n)), jc), _c(h * W))
+                        v = b.load(b.gep(vals_p, [off], source_etype=ety), typ=vty, align=esize)
+                        pos = b.zext(b.load(b.gep(idx_p, [off], source_etype=ir.IntType(8)), typ=i8v, align=1), ivty)
+                        top = ir.Constant(ivty, [mm - 1] * W)
+                        pos = b.select(b.icmp_unsigned(">", pos, top), top, pos)
+                        base = lane_base(q)
+                        base = b.trunc(base, ity) if ity != I64 else base
+                        bv = b.shuffle_vector(b.insert_element(ir.Constant(ivty, None), base, ir.Constant(I32, 0)),
+                                              ir.Constant(ivty, None), ir.Constant(ir.VectorType(I32, W), None))
+                        dst = b.add(b.mul(q, _c(NR)), _c(h * W))
+                        b.store(v, b.gep(vp, [dst], source_etype=ety), align=esize)
+                        b.store(b.add(bv, pos), b.gep(ip, [dst], source_etype=ity), align=ity.width // 8)
+                if qp > q_all:
+                    with counted_loop(b, qp, start=q_all) as q:
+                        for c in range(NR):
+                            put(q, c, ir.Constant(ety, 0.0), ir.Constant(ity, 0))
+            with part:
+                with counted_loop(b, qp) as q:
+                    for c in range(NR):
+                        col = b.add(jc, _c(c))
+                        inside = b.and_(b.icmp_signed("<", col, _c(spec.n)), b.icmp_signed("<", q, _c(q_all)))
+                        off = b.select(inside, b.add(b.mul(q, _c(spec.n)), col), _c(0))
+                        v = b.load(b.gep(vals_p, [off], source_etype=ety), typ=ety, align=esize)
+                        pos = b.zext(b.load(b.gep(idx_p, [off], source_etype=ir.IntType(8)), typ=ir.IntType(8)), I64)
+                        pos = b.select(b.icmp_unsigned(">", pos, _c(mm - 1)), _c(mm - 1), pos)
+                        lane = b.add(lane_base(q), pos)
+                        put(q, c, b.select(inside, v, ir.Constant(ety, 0.0)), lane if f64 else b.trunc(lane, I32))
         with counted_loop(b, spec.mr, step=MR) as ir_:
             for row in accs:
                 for a in row:
                     b.store(ir.Constant(vty, None), a)
-            with counted_loop(b, chunks) as t:
-                xs = [b.load(b.gep(xp, [b.add(b.mul(b.add(ir_, _c(r)), _c(spec.kp)), b.mul(t, _c(W)))],
-                                   source_etype=ety), typ=vty, align=esize) for r in range(MR)]
-                for j in range(jc_rows):
-                    base = b.mul(b.add(b.mul(t, _c(jc_rows)), _c(j)), _c(NR))
+            steps, per_step, width = (spec.kp // mm, nn, mm) if in_lane else (chunks, jc_rows, W)
+            with counted_loop(b, steps) as t:
+                xs = []
+                for r in range(MR):
+                    p = b.gep(xp, [b.add(b.mul(b.add(ir_, _c(r)), _c(spec.kp)), b.mul(t, _c(width)))], source_etype=ety)
+                    if in_lane:
+                        part = b.load(p, typ=ir.VectorType(ety, mm), align=esize)
+                        xs.append(b.shuffle_vector(part, ir.Constant(part.type, None),
+                                                   ir.Constant(ir.VectorType(I32, W), [i % mm for i in range(W)])))
+                    else:
+                        xs.append(b.load(p, typ=vty, align=esize))
+                for j in range(per_step):
+                    base = b.mul(b.add(b.mul(t, _c(per_step)), _c(j)), _c(NR))
                     for v in range(2):
                         at = b.add(base, _c(v * W))
                         wv = b.load(b.gep(vp, [at], source_etype=ety), typ=vty, align=esize)
