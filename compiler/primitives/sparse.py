@@ -38,7 +38,7 @@ def parse_format(fmt) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"(\d+):(\d+)", fmt) if isinstance(fmt, str) else None
     if m is None or not 0 < int(m[1]) <= int(m[2]) or int(m[2]) > 255:
-        raise ShapeError(f"sparse_dot: format must be 'csr' or 'N:M' with 0 < N <= M <= 255 "
+        raise ShapeError(f"format must be 'csr' or 'N:M' with 0 < N <= M <= 255 "
                          f"(e.g. '2:4'), got {fmt!r}")
     return int(m[1]), int(m[2])
 
@@ -47,36 +47,36 @@ def _shape_rule(x: ShapedArray, *w: ShapedArray, format, dense_shape, transpose=
     nm = parse_format(format)
     if (not isinstance(dense_shape, tuple) or len(dense_shape) != 2
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dense_shape)):
-        raise ShapeError(f"sparse_dot: dense_shape must be a pair (K, N) of sizes, got {dense_shape!r}")
+        raise ShapeError(f"dense_shape must be a pair (K, N) of sizes, got {dense_shape!r}")
     if not isinstance(transpose, bool):
-        raise ShapeError(f"sparse_dot: transpose must be True or False, got {transpose!r}")
+        raise ShapeError(f"transpose must be True or False, got {transpose!r}")
     k, n = dense_shape
     if not x.dtype.is_float or x.ndim < 1:
-        raise ShapeError(f"sparse_dot: x must be a floating-point array of rank >= 1, got {x}")
+        raise ShapeError(f"x must be a floating-point array of rank >= 1, got {x}")
     inner, outer = (n, k) if transpose else (k, n)
     if x.shape[-1] != inner:
-        raise ShapeError(f"sparse_dot: x's last axis must have size {inner} (dense weight {k}x{n}"
+        raise ShapeError(f"x's last axis must have size {inner} (dense weight {k}x{n}"
                          f"{', transposed' if transpose else ''}), got {x}")
 
     def expect(what, got, shape, dt):
         if got.shape != shape or got.dtype != dt:
-            raise ShapeError(f"sparse_dot ({format}): {what} must be {ShapedArray(shape, dt)}, got {got}")
+            raise ShapeError(f"format {format}: {what} must be {ShapedArray(shape, dt)}, got {got}")
 
     if nm is not None:
         if len(w) != 2:
-            raise ShapeError(f"sparse_dot ({format}) takes x, values, indices: got {1 + len(w)} operands")
+            raise ShapeError(f"format {format} takes x, values, indices: got {1 + len(w)} operands")
         if k % nm[1]:
-            raise ShapeError(f"sparse_dot: K={k} must be divisible by M={nm[1]} for format {format}")
+            raise ShapeError(f"K={k} must be divisible by M={nm[1]} for format {format}")
         rows = k // nm[1] * nm[0]
         expect("values", w[0], (rows, n), x.dtype)
         expect("indices", w[1], (rows, n), to_dtype("u8"))
     else:
         if len(w) != 3:
-            raise ShapeError(f"sparse_dot (csr) takes x, indptr, indices, values: got {1 + len(w)} operands")
+            raise ShapeError(f"format csr takes x, indptr, indices, values: got {1 + len(w)} operands")
         indptr, indices, values = w
         expect("indptr", indptr, (n + 1,), to_dtype("i32"))
         if indices.ndim != 1:
-            raise ShapeError(f"sparse_dot (csr): indices must be i32[nnz], got {indices}")
+            raise ShapeError(f"format csr: indices must be i32[nnz], got {indices}")
         expect("indices", indices, indices.shape, to_dtype("i32"))
         expect("values", values, indices.shape, x.dtype)
     return ShapedArray(x.shape[:-1] + (outer,), x.dtype)
