@@ -15,6 +15,7 @@ import numpy as np
 from ..ir.core import PRIMITIVES, ClosedJaxpr, Eqn, Jaxpr, ShapedArray, Var, dtype as to_dtype
 from ..primitives.sparse import compress_csr, compress_n_m, parse_format
 from ..ir.errors import ShapeError
+from .dce import dce
 
 FORMATS = ("auto", "csr")
 
@@ -29,12 +30,29 @@ class SparsifyReport:
                          for r in self.rows)
 
 
-def _candidate(eqn: Eqn, consts: dict):
-    """(weight var, weight's contraction axis, x, x's contraction axis, weight is lhs) or None."""
+def _candidate(eqn: Eqn, consts: dict, producers: dict):
+    """(weight var, weight's contraction axis, x, x's contraction axis, weight is lhs) or None.
+
+    A weight broadcast over leading batch axes (what ``x @ w`` traces to for x of rank 3+) counts
+    too, when x's batch axes are its leading ones and it is contracted on its last axis: then the
+    batch axes are just more rows of x."""
     if eqn.primitive.name != "dot_general":
         return None
     (ca, cb), (ba, bb) = eqn.params["dimension_numbers"]
-    if ba or bb or len(ca) != 1 or eqn.params.get("preferred_element_type") not in (None, eqn.inputs[0].aval.dtype):
+    if len(ca) != 1 or eqn.params.get("preferred_element_type") not in (None, eqn.inputs[0].aval.dtype):
+        return None
+    if ba or bb:
+        x, wb = eqn.inputs
+        src = producers.get(wb)
+        nb = len(ba)
+        if (src is None or src.primitive.name != "broadcast_in_dim" or src.inputs[0] not in consts
+                or tuple(ba) != tuple(range(nb)) or tuple(bb) != tuple(range(nb))
+                or src.params["broadcast_dimensions"] != (nb, nb + 1) or ca[0] != x.aval.ndim - 1
+                or cb[0] < nb):
+            return None
+        w = src.inputs[0]
+        if w.aval.ndim == 2 and w.aval.dtype.name in ("f32", "f64") and x not in consts:
+            return w, cb[0] - nb, x, ca[0], False
         return None
     for side, (w, x) in enumerate([(eqn.inputs[1], eqn.inputs[0]), (eqn.inputs[0], eqn.inputs[1])]):
         if w in consts and w.aval.ndim == 2 and w.aval.dtype.name in ("f32", "f64") and x not in consts:
@@ -66,8 +84,9 @@ def sparsify(closed: ClosedJaxpr, format: str = "auto", min_sparsity: float = 0.
     new_consts: list = []                 # (var, value) appended after the kept constvars
     eqns, rows = [], []
     nm_wanted = parse_format("2:4" if format in ("auto", "csr") else format)
+    producers = {v: e for e in jaxpr.eqns for v in e.outvars}
     for eqn in jaxpr.eqns:
-        cand = _candidate(eqn, consts)
+        cand = _candidate(eqn, consts, producers)
         if cand is None:
             eqns.append(eqn)
             continue
@@ -100,9 +119,8 @@ def sparsify(closed: ClosedJaxpr, format: str = "auto", min_sparsity: float = 0.
     if format != "auto" and not any(r["format"] for r in rows):
         found = "; ".join(f"weight {r['shape']}: {r['reason']}" for r in rows) or "no matmul by a constant weight"
         raise ValueError(f"sparsify(format={format!r}): no weight qualifies ({found})")
-    used = {a for e in eqns for a in e.inputs if isinstance(a, Var)} | {a for a in jaxpr.outvars if isinstance(a, Var)}
-    kept = [(v, c) for v, c in zip(jaxpr.constvars, closed.consts) if v in used] + new_consts
-    out = ClosedJaxpr(Jaxpr([v for v, _ in kept], jaxpr.invars, eqns, jaxpr.outvars), [c for _, c in kept])
+    kept = list(zip(jaxpr.constvars, closed.consts)) + new_consts
+    out = dce(ClosedJaxpr(Jaxpr([v for v, _ in kept], jaxpr.invars, eqns, jaxpr.outvars), [c for _, c in kept]))
     return (out, SparsifyReport(rows)) if report else out
 
 
