@@ -61,7 +61,7 @@ def _candidate(eqn: Eqn, consts: dict, producers: dict):
     return None
 
 
-def sparsify(closed: ClosedJaxpr, format: str = "auto", min_sparsity: float = 0.75,
+def sparsify(closed: ClosedJaxpr, format: str = "auto", min_sparsity: float = 0.85,
              report: bool = False):
     """Rewrite matmuls by sparse constant weights as sparse_dot.
 
