@@ -11,7 +11,8 @@ from .simplify import simplify
 from .sparsify import SparsifyReport, sparsify
 
 DEFAULT_PASSES = ("simplify", "cse", "dce")
-PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants, "remat": remat}
+PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants, "remat": remat,
+          "sparsify": sparsify}
 
 
 def run_passes(closed, names=DEFAULT_PASSES):

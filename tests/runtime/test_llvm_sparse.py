@@ -110,3 +110,12 @@ def test_bad_arguments_are_refused_before_native_code():
     with pytest.raises(TypeError):
         fn(x.astype(np.float64))
     assert guarded_call(fn, x)[0].shape == (4, 8)
+
+
+def test_jit_with_the_sparsify_pass():
+    rng = np.random.default_rng(7)
+    w = prune(rng.standard_normal((32, 64)).T.astype(np.float32), structure="2:4").T.copy()
+    x = rng.standard_normal((16, 32)).astype(np.float32)
+    jf = tj.jit(lambda x: tj.numpy.maximum(x @ w, 0.0), backend="llvm", passes=("simplify", "sparsify", "dce"))
+    assert "sparse_dot" in [e.primitive.name for e in jf.lower(x).closed.eqns]
+    np.testing.assert_allclose(jf(x), np.maximum(x @ w, 0), rtol=1e-5, atol=1e-5)
