@@ -16,6 +16,8 @@ into [0, nnz] with an empty row where it decreases): every backend agrees, and n
 native code read out of bounds. Duplicate CSR entries add up.
 
 ``transpose=True`` computes ``x @ W.T`` (x's last axis has size Ncols): the cotangent of x.
+The cotangent of the CSR values assumes a non-decreasing indptr (as compress_csr makes): with a
+decreasing one, an entry shared by several rows gets the gradient of one of them.
 """
 from __future__ import annotations
 
@@ -188,9 +190,16 @@ def _vjp(cts, primals, outs, *, format, dense_shape, transpose=False):
         starts = cnp.clip(indptr[1:n], 0, nnz)
         marks = scatter_add.bind(cnp.zeros((nnz + 1,), "int32"), starts, cnp.ones((max(n - 1, 0),), "int32"),
                                  axis=0)
-        row = cnp.minimum(cnp.cumsum(marks)[:nnz], n - 1)
+        row = cnp.minimum(cnp.cumsum(marks)[:nnz], max(n - 1, 0))
         where = cnp.clip(indices, 0, max(k - 1, 0)) * n + row
-    g_values = gather.bind(flat, where, axis=0) if k * n else cnp.zeros(aval(w[0]).shape, aval(x).dtype)
+        # entries outside every row (before indptr[0], after indptr[-1]) get no gradient
+        p = cnp.arange(nnz, dtype="int32")
+        lo = cnp.clip(gather.bind(indptr, row, axis=0), 0, nnz)
+        hi = cnp.clip(gather.bind(indptr, row + 1, axis=0), 0, nnz)
+        inside = cnp.logical_and(p >= lo, p < hi)
+    g_values = gather.bind(flat, where, axis=0) if k * n else cnp.zeros(aval(w[0 if nm else 2]).shape, aval(x).dtype)
+    if nm is None and k * n:
+        g_values = cnp.where(inside, g_values, cnp.zeros((), aval(x).dtype))
     result = [ct_x] + [None] * len(w)
     result[1 if nm is not None else 3] = g_values
     return result
