@@ -293,6 +293,16 @@ def _dot_general(a, b, *, dimension_numbers, preferred_element_type=None):
     return out.reshape(nb + fa + fb).astype(out_dtype)
 
 
+@impl("sparse_dot")
+@_errstate
+def _sparse_dot(x, *w, format, dense_shape, transpose=False):
+    """The reference: multiply by the dense weight the compressed operands stand for."""
+    from compiler.primitives.sparse import to_dense
+    acc = np.float64 if x.dtype == np.float64 else np.float32
+    dense = to_dense(format, dense_shape, *w).astype(acc)
+    return np.matmul(x.astype(acc), dense.T if transpose else dense).astype(x.dtype)
+
+
 @impl("conv_general_dilated")
 @_errstate
 def _conv(x, w, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):

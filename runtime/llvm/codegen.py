@@ -1078,6 +1078,9 @@ def emit_groups(kg: KernelGen) -> None:
             emit_reduce(kg, g)
         elif g.kind == "dot":
             emit_dot(kg, g)
+        elif g.kind == "sparse":
+            from .sparse import emit_sparse
+            emit_sparse(kg, g)
         else:
             for nest in g.nests:
                 emit_nest(kg, nest)

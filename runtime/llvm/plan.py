@@ -478,6 +478,10 @@ class Planner:
                 g.gemm = spec
                 g.temps = self.gemm_temps(spec, g.out.aval.dtype)
 
+    def _sparse(self, e: Eqn, i: int) -> None:
+        from .sparse import plan_sparse
+        plan_sparse(self, e, i)
+
     def _seq(self, e: Eqn, i: int) -> None:
         g = self.new_group("seq", [e], i, closed=True)
         g.out = out = e.outvars[0]

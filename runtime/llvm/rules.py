@@ -281,6 +281,7 @@ KINDS.update({"dot_general": "dot", "checkpoint": "inline"})
 KINDS.update({name: "seq" for name in ("concatenate", "pad", "dynamic_update_slice", "scatter_add",
                                         "reduce_window_max", "reduce_window_sum")})
 KINDS.update({"conv_general_dilated": "conv"})
+KINDS.update({"sparse_dot": "sparse"})          # runtime/llvm/sparse.py
 # control flow runs natively: cond as branches (plan.Planner._branch, codegen.emit_cond), while and
 # scan as loops calling their bodies' plans (plan.Planner._while_loop/_scan_loop, codegen.emit_loop)
 NATIVE_CONTROL_FLOW = {"cond": "branch", "while": "while_loop", "scan": "scan_loop"}
