@@ -5,7 +5,9 @@ where the compiler hands a Jaxpr to a backend (runtime/).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import time
 import warnings
 from typing import Any, Callable, Sequence
@@ -78,6 +80,19 @@ def make_jaxpr(fun: Callable, static_argnums=()) -> Callable[..., ClosedJaxpr]:
     return traced
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Tracing and compiling allocate many small objects that all stay alive until the end, so
+    Python's cyclic collector would rescan them again and again (superlinear in program size)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class Lowered:
     """A function traced and prepared for one input signature: inspect it, then compile it."""
 
@@ -99,7 +114,8 @@ class Lowered:
             start = time.perf_counter()
             self.backend_used = self.backend
             try:
-                self._compiled = runtime.compile(self.closed, self.backend)
+                with _gc_paused():
+                    self._compiled = runtime.compile(self.closed, self.backend)
             except NotImplementedError as e:
                 if self.backend != "llvm":
                     raise
@@ -145,9 +161,10 @@ class Jitted:
         key, dyn_fun, dynamic, _ = self._key_and_dynamic(args, kwargs)
         lowered = self._cache.get(key)
         if lowered is None:
-            closed, in_tree, out_tree = trace(dyn_fun, dynamic, kwargs)
-            self.trace_count += 1
-            lowered = Lowered(run_passes(closed, self.passes), in_tree, out_tree, self.backend)
+            with _gc_paused():
+                closed, in_tree, out_tree = trace(dyn_fun, dynamic, kwargs)
+                self.trace_count += 1
+                lowered = Lowered(run_passes(closed, self.passes), in_tree, out_tree, self.backend)
             self._cache[key] = lowered
         return lowered
 

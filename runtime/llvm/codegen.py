@@ -71,6 +71,18 @@ def _mangle(ty: ir.Type) -> str:
     return {F32: "f32", F64: "f64"}.get(ty) or "f16"
 
 
+class Splat(ir.Constant):
+    """A vector constant with every lane equal, printed as ``splat (float 2.0)``: one element to
+    format instead of W, which keeps code generation of long programs fast."""
+
+    def __init__(self, vty: ir.VectorType, elem: ir.Constant):
+        self.type, self.elem = vty, elem
+        self.constant = [elem] * vty.count
+
+    def _get_reference(self):
+        return f"splat ({self.elem.type} {self.elem.get_reference()})"
+
+
 class Lanes:
     """What an elementwise rule sees: the builder, the lane count W, and typed helpers."""
     fast = FAST
@@ -89,7 +101,7 @@ class Lanes:
             c = int_constant(ty, int(value))
         else:
             c = ir.Constant(ty, float(value))
-        return c if self.W == 1 else ir.Constant(ir.VectorType(ty, self.W), [c.constant] * self.W)
+        return c if self.W == 1 else Splat(ir.VectorType(ty, self.W), c)
 
     def splat(self, x: ir.Value) -> ir.Value:
         if self.W == 1:

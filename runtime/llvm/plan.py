@@ -329,9 +329,12 @@ class Planner:
     # -- groups -----------------------------------------------------------------------------
     @staticmethod
     def find(g: Group) -> Group:
-        while g.merged_into is not None:
-            g = g.merged_into
-        return g
+        root = g
+        while root.merged_into is not None:
+            root = root.merged_into
+        while g.merged_into is not None and g.merged_into is not root:   # path compression
+            g.merged_into, g = root, g.merged_into
+        return root
 
     def group_of(self, v) -> Group | None:
         g = self.producer.get(v)
@@ -347,10 +350,17 @@ class Planner:
 
     def merge(self, into: Group, other: Group) -> None:
         """Move other's equations into ``into`` (both loops of one shape, or a reduce and its operand)."""
-        if into.kind == "loop":
-            into.eqns = sorted(into.eqns + other.eqns, key=self.position)
+        # both lists are in program order; the common case (an equation joining the loop it reads)
+        # concatenates, which keeps planning linear in the program's length
+        a, b = other.eqns, into.eqns
+        if not a or not b:
+            into.eqns = a or b
+        elif self.position(a[-1]) < self.position(b[0]):
+            into.eqns = a + b
+        elif self.position(b[-1]) < self.position(a[0]):
+            b.extend(a)
         else:
-            into.eqns = sorted(other.eqns, key=self.position) + into.eqns
+            into.eqns = sorted(a + b, key=self.position)
         into.last = max(into.last, other.last)
         other.merged_into = into
         other.eqns = []
