@@ -185,6 +185,17 @@ def test_float_convs_keep_the_float_gemm():
     assert "vpdpbusd" not in llvm.llvm_ir(closed)
 
 
+def test_float_conv_with_a_wider_result_type():
+    """f32 x f32 -> f64: f32 columns and GEMM, the result widened as the interpreter does."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 8, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    closed = tj.make_jaxpr(lambda x, w: lax.conv_general_dilated(
+        x, w, (1, 1), ((1, 1), (1, 1)), preferred_element_type=np.float64))(x, w)
+    assert closed.jaxpr.outvars[0].aval.dtype.name == "f64"
+    assert_same(closed, x, w, rtol=1e-5, atol=1e-5)
+
+
 def small_cnn(rng):
     w1 = (rng.standard_normal((16, 1, 3, 3)) * 0.5).astype(np.float32)
     b1 = (rng.standard_normal(16) * 0.1).astype(np.float32)
