@@ -613,11 +613,12 @@ class Planner:
         """conv_general_dilated as im2col + dot_general: the columns (G, Cg, *K, N, *OUT) are filled by
         one strided copy per kernel position (zeros where padding or dilation puts no input), then
         (G, O/G, Cg*K) x (G, Cg*K, N*OUT) runs as a batched GEMM, then a copy puts (G, O/G, N, *OUT)
-        into (N, O, *OUT)."""
+        into (N, O, *OUT). The columns keep the operands' type and the GEMM produces the result type,
+        so an int8 x int8 -> int32 convolution runs on the int8 GEMM (intgemm.py) with int8 columns."""
         x, w = (self.materialize(a, i) for a in e.inputs)
         out = e.outvars[0]
         p = e.params
-        d = out.aval.dtype
+        d = x.aval.dtype
         N, C, *S = x.aval.shape
         O, Cg, *K = w.aval.shape
         OUT = list(out.aval.shape[2:])
@@ -686,9 +687,11 @@ class Planner:
         self.views[wr] = wv
         if self.group_of(w) is not None:
             self.producer[wr] = self.group_of(w)
-        res = Var(ShapedArray((G, O // G, npix), d))
+        od = out.aval.dtype
+        res = Var(ShapedArray((G, O // G, npix), od))
         dot = Eqn(PRIMITIVES["dot_general"], [wr, cols], [res],
-                  {"dimension_numbers": (((2,), (1,)), ((0,), (0,))), "preferred_element_type": None})
+                  {"dimension_numbers": (((2,), (1,)), ((0,), (0,))),
+                   "preferred_element_type": None if od == d else od})
         self._pos[id(dot)] = i
         self._dot(dot, i)
         # (G, O/G, N, *OUT) -> (N, O, *OUT)
