@@ -147,7 +147,7 @@ class Jitted:
         self.static_argnums = static_argnums
         self._cache: dict = {}
         self._fast: dict = {}           # (tree, cheap per-leaf signature) -> Lowered, for the common call
-        self._last_native = None        # (native function, single output?) of the last flat-array call
+        self._last_native = None        # (call_if_exact, single output?, out tree) of the last flat-array call
         self.trace_count = 0
 
     def _key_and_dynamic(self, args, kwargs):
@@ -173,7 +173,7 @@ class Jitted:
         if last is not None and not kwargs:
             # the hot path: the same flat array arguments as last time; the native function checks
             # count, shapes, dtypes and layout itself (and declines when anything differs)
-            outs = last[0].call_if_exact(args)
+            outs = last[0](args)
             if outs is not None:
                 return outs[0] if last[1] else tree_unflatten(last[2], outs)
         fast_key = None
@@ -204,7 +204,7 @@ class Jitted:
                 or not all(type(a) is np.ndarray for a in args)):
             return
         single = lowered.out_tree.node_type is None
-        self._last_native = (lowered._compiled, single, lowered.out_tree)
+        self._last_native = (call_if_exact, single, lowered.out_tree)
 
 
 def jit(fun: Callable | None = None, *, backend: str | None = None, static_argnums=(), passes=None):
