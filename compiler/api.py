@@ -5,7 +5,9 @@ where the compiler hands a Jaxpr to a backend (runtime/).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import time
 import warnings
 from typing import Any, Callable, Sequence
@@ -78,6 +80,19 @@ def make_jaxpr(fun: Callable, static_argnums=()) -> Callable[..., ClosedJaxpr]:
     return traced
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Tracing and compiling allocate many small objects that all stay alive until the end, so
+    Python's cyclic collector would rescan them again and again (superlinear in program size)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class Lowered:
     """A function traced and prepared for one input signature: inspect it, then compile it."""
 
@@ -99,7 +114,8 @@ class Lowered:
             start = time.perf_counter()
             self.backend_used = self.backend
             try:
-                self._compiled = runtime.compile(self.closed, self.backend)
+                with _gc_paused():
+                    self._compiled = runtime.compile(self.closed, self.backend)
             except NotImplementedError as e:
                 if self.backend != "llvm":
                     raise
@@ -131,6 +147,7 @@ class Jitted:
         self.static_argnums = static_argnums
         self._cache: dict = {}
         self._fast: dict = {}           # (tree, cheap per-leaf signature) -> Lowered, for the common call
+        self._last_native = None        # (call_if_exact, single output?, out tree) of the last flat-array call
         self.trace_count = 0
 
     def _key_and_dynamic(self, args, kwargs):
@@ -144,13 +161,21 @@ class Jitted:
         key, dyn_fun, dynamic, _ = self._key_and_dynamic(args, kwargs)
         lowered = self._cache.get(key)
         if lowered is None:
-            closed, in_tree, out_tree = trace(dyn_fun, dynamic, kwargs)
-            self.trace_count += 1
-            lowered = Lowered(run_passes(closed, self.passes), in_tree, out_tree, self.backend)
+            with _gc_paused():
+                closed, in_tree, out_tree = trace(dyn_fun, dynamic, kwargs)
+                self.trace_count += 1
+                lowered = Lowered(run_passes(closed, self.passes), in_tree, out_tree, self.backend)
             self._cache[key] = lowered
         return lowered
 
     def __call__(self, *args, **kwargs):
+        last = self._last_native
+        if last is not None and not kwargs:
+            # the hot path: the same flat array arguments as last time; the native function checks
+            # count, shapes, dtypes and layout itself (and declines when anything differs)
+            outs = last[0](args)
+            if outs is not None:
+                return outs[0] if last[1] else tree_unflatten(last[2], outs)
         fast_key = None
         if not kwargs and not self.static_argnums:
             # the common call: arrays and scalars, no static arguments; a signature cheaper than
@@ -168,7 +193,18 @@ class Jitted:
         if fast_key is not None:
             self._fast[fast_key] = lowered
         outs = lowered(*leaves)
+        self._remember_native(lowered, args, leaves, kwargs)
         return tree_unflatten(lowered.out_tree, outs)
+
+
+    def _remember_native(self, lowered: Lowered, args, leaves, kwargs) -> None:
+        """Arm the hot path when the call was plain: positional arrays only, compiled natively."""
+        call_if_exact = getattr(lowered._compiled, "call_if_exact", None)
+        if (call_if_exact is None or kwargs or self.static_argnums or len(leaves) != len(args)
+                or not all(type(a) is np.ndarray for a in args)):
+            return
+        single = lowered.out_tree.node_type is None
+        self._last_native = (call_if_exact, single, lowered.out_tree)
 
 
 def jit(fun: Callable | None = None, *, backend: str | None = None, static_argnums=(), passes=None):

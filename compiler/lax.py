@@ -241,14 +241,16 @@ def dot_general(lhs, rhs, dimension_numbers, preferred_element_type=None):
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         feature_group_count: int = 1):
-    """N-d convolution (cross-correlation), layouts NCHW / OIHW; padding: ((lo, hi), ...) pairs."""
+                         feature_group_count: int = 1, preferred_element_type=None):
+    """N-d convolution (cross-correlation), layouts NCHW / OIHW; padding: ((lo, hi), ...) pairs;
+    ``preferred_element_type``: the result type (e.g. int32 for int8 operands)."""
     nsp = cnp.ndim(lhs) - 2
+    extra = {} if preferred_element_type is None else {"preferred_element_type": to_dtype(preferred_element_type)}
     return _l.conv_general_dilated.bind(
         cnp.asarray(lhs), cnp.asarray(rhs), window_strides=tuple(window_strides),
         padding=tuple((int(lo), int(hi)) for lo, hi in padding),
         lhs_dilation=tuple(lhs_dilation or (1,) * nsp), rhs_dilation=tuple(rhs_dilation or (1,) * nsp),
-        feature_group_count=int(feature_group_count))
+        feature_group_count=int(feature_group_count), **extra)
 
 
 def reduce_window(x, kind: str, window_dimensions, window_strides, padding):

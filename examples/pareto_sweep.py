@@ -8,7 +8,9 @@ The trained forward program (parameters as constants) goes through compiler.pass
 50% unstructured, 2:4, 75%, 90%) then quantize (f32, fp16, bf16, int8 weights, int8 weights and
 activations, int4). Each configuration reports test accuracy, its loss against the float program,
 the weight bytes, and the measured speed-up of one test-set forward pass against the float program
-on the same backend. Writes pareto_sweep.png and ends with a RESULT line.
+on the same backend. On the LLVM backend each program is also run through `sparsify` (unless
+--no-sparse-kernels), so 2:4 and highly sparse f32 weights multiply with the sparse kernels; the
+"kernels" column says which ran. Writes pareto_sweep.png and ends with a RESULT line.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import numpy as np  # noqa: E402
 import compiler as tj  # noqa: E402
 import runtime  # noqa: E402
 from compiler import random  # noqa: E402
-from compiler.passes import pareto_front, prune, quantization_report, quantize, run_passes  # noqa: E402
+from compiler.passes import pareto_front, prune, quantization_report, quantize, run_passes, sparsify  # noqa: E402
 from datasets import mnist  # noqa: E402
 from mnist_mlp import init_params, model  # noqa: E402
 from training import train  # noqa: E402
@@ -61,6 +63,8 @@ def main(argv=None):
     parser.add_argument("--out", default=".")
     parser.add_argument("--backend", default="numpy", choices=["numpy", "llvm"])
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-sparse-kernels", action="store_true",
+                        help="on llvm, keep pruned weights dense (do not run the sparsify pass)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 15)
 
@@ -83,23 +87,28 @@ def main(argv=None):
             program = pruned if weights is None else quantize(pruned, weights, activations=activations,
                                                               calibration=[(x_train[:len(x_test)],)])
             acc = accuracy(program)
-            fn, used = compiled(program, args.backend)
+            timed, kernels = program, "dense"
+            if args.backend == "llvm" and not args.no_sparse_kernels:
+                timed, found = sparsify(program, report=True)
+                kernels = "+".join(r["format"] or "dense" for r in found.rows) or "dense"
+            fn, used = compiled(timed, args.backend)
             seconds = best_time(fn, (x_test,), repeats)
             report = quantization_report(float_program, program, [(x_test,)])
             rows.append({"config": f"{f_name}/{s_name}", "accuracy": acc, "loss": base_acc - acc,
                          "speedup": base_time / seconds, "ms": seconds * 1e3,
                          "weight_bytes": report.weight_bytes_quantized, "error": report.relative_error,
-                         "backend": used})
+                         "backend": used, "kernels": kernels})
     front = set(pareto_front([[r["accuracy"], r["speedup"]] for r in rows], maximize=(True, True),
                              return_indices=True).tolist())
 
     print(f"\nfloat program: test accuracy {base_acc:.4f}, {base_time * 1e3:.2f} ms per forward pass of "
           f"{len(x_test)} images on the {args.backend} backend (best of {repeats})")
     print(f"{'config':<16}{'accuracy':>9}{'loss':>8}{'ms':>9}{'speed-up':>10}{'weight B':>11}{'rel.err':>9}"
-          f"  {'ran on':<7} pareto")
+          f"  {'ran on':<7} {'kernels':<10} pareto")
     for i, r in enumerate(rows):
         print(f"{r['config']:<16}{r['accuracy']:>9.4f}{r['loss']:>8.4f}{r['ms']:>9.2f}{r['speedup']:>10.2f}"
-              f"{r['weight_bytes']:>11,}{r['error']:>9.4f}  {r['backend']:<7} {'*' if i in front else ''}")
+              f"{r['weight_bytes']:>11,}{r['error']:>9.4f}  {r['backend']:<7} {r['kernels']:<10} "
+              f"{'*' if i in front else ''}")
 
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "pareto_sweep.png")

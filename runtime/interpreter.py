@@ -293,9 +293,23 @@ def _dot_general(a, b, *, dimension_numbers, preferred_element_type=None):
     return out.reshape(nb + fa + fb).astype(out_dtype)
 
 
+@impl("sparse_dot")
+@_errstate
+def _sparse_dot(x, *w, format, dense_shape, transpose=False):
+    """The reference: multiply by the dense weight the compressed operands stand for."""
+    from compiler.primitives.sparse import to_dense
+    acc = np.float64 if x.dtype == np.float64 else np.float32
+    dense = to_dense(format, dense_shape, *w).astype(acc)
+    return np.matmul(x.astype(acc), dense.T if transpose else dense).astype(x.dtype)
+
+
 @impl("conv_general_dilated")
 @_errstate
-def _conv(x, w, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
+def _conv(x, w, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
+          preferred_element_type=None):
+    """Integers multiply exactly in int64 and wrap to the result type (int8 x int8 -> int32 as the
+    dot does); floats accumulate in f32 (f64 for f64)."""
+    out_dtype = x.dtype if preferred_element_type is None else to_dtype(preferred_element_type).np
     nsp = x.ndim - 2
     if any(d != 1 for d in lhs_dilation):       # dilate the input by inserting zeros
         x = _pad(x, np.zeros((), x.dtype), padding_config=((0, 0, 0), (0, 0, 0)) +
@@ -320,7 +334,7 @@ def _conv(x, w, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_
     kernel = "".join(chr(ord("p") + i) for i in range(nsp))
     out = np.einsum(f"ngc{spatial}{kernel},goc{kernel}->ngo{spatial}", view.astype(acc), wg.astype(acc),
                     optimize=True)
-    return out.reshape((n, o) + out_sp).astype(x.dtype)
+    return out.reshape((n, o) + out_sp).astype(out_dtype)
 
 
 # ---- control flow -----------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from .prune import is_n_m_sparse, prune, sparsity_of
 from .quantize import QuantizationReport, quantization_report, quantize
 from .remat import remat
 from .simplify import simplify
+from .sparsify import SparsifyReport, sparsify
 
 DEFAULT_PASSES = ("simplify", "cse", "dce")
-PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants, "remat": remat}
+PASSES = {"simplify": simplify, "cse": cse, "dce": dce, "fold_constants": fold_constants, "remat": remat,
+          "sparsify": sparsify}
 
 
 def run_passes(closed, names=DEFAULT_PASSES):
@@ -24,5 +26,5 @@ def run_passes(closed, names=DEFAULT_PASSES):
 
 __all__ = ["cse", "dce", "fold_constants", "simplify", "remat", "memory_profile", "MemoryProfile",
            "prune", "is_n_m_sparse", "sparsity_of", "pareto_front", "quantize", "quantization_report",
-           "QuantizationReport",
+           "QuantizationReport", "sparsify", "SparsifyReport",
            "run_passes", "PASSES", "DEFAULT_PASSES"]

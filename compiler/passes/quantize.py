@@ -8,10 +8,13 @@ reads it, so the program keeps its signature and verifies.
 - int8 / int4: ``q = clip(round(w / scale) + zero_point)``, the scale per output channel (the weight's
   free axis in its first matmul/convolution, else axis 0) or per tensor; symmetric or affine.
 - fp16 / bf16: a cast. fp8 (e4m3fn): scaled so the largest magnitude of a channel maps to 448.
-- activations="int8" with int8 symmetric weights: each matmul reading a weight runs on integers,
-  ``int8 x int8 -> int32`` (dot_general with preferred_element_type=i32), then rescales; the
-  activation scale comes from ``calibration`` inputs (static) or from each batch (dynamic).
-  Other activation types are simulated by a cast there and back.
+- activations="int8" with int8 symmetric weights: each matmul reading a weight, and each convolution
+  whose kernel is a weight, runs on integers, ``int8 x int8 -> int32`` (dot_general /
+  conv_general_dilated with preferred_element_type=i32), then rescales by the activation scale times
+  the weight's per-output-channel scale; the activation scale comes from ``calibration`` inputs
+  (static) or from each batch (dynamic). Symmetric scales have no zero point, so a convolution's zero
+  padding is the quantized zero and the integer result is exact. Other activation types are
+  simulated by a cast there and back.
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ def _channel_axis(jaxpr: Jaxpr, w: Var) -> int | None:
             free = [d for d in range(w.aval.ndim) if d not in contract and d not in batch]
             return free[0] if len(free) == 1 else None
         if eqn.primitive is L.conv_general_dilated and eqn.inputs[1] is w:
-            return 0
+            return 0                  # the kernel is OIHW: its output features are axis 0
     return 0 if w.aval.ndim >= 2 else None
 
 
@@ -94,7 +97,7 @@ def _quantize_array(w: np.ndarray, kind: str, axis: int | None, symmetric: bool)
 
 
 def _calibrate(closed: ClosedJaxpr, targets: set, calibration) -> dict:
-    """Largest |activation| entering each target matmul, over the calibration inputs."""
+    """Largest |activation| entering each target matmul or convolution, over the calibration inputs."""
     amax: dict = {}
     for args in calibration:
         types = [ShapedArray(tuple(np.shape(a)), closed.jaxpr.invars[i].aval.dtype) for i, a in enumerate(args)]
@@ -160,11 +163,15 @@ def quantize(closed: ClosedJaxpr, weights: str = "int8", activations: str | None
             w = emit(E.convert_element_type, w, new_dtype=v.aval.dtype)
         replaced_inputs[v] = w
 
-    # the matmuls that read a quantized weight, and which operand is the activation
+    # the matmuls that read a quantized weight and the convolutions whose kernel is one, and which
+    # operand is the activation
     targets = {k: 1 - e.inputs.index(next(a for a in e.inputs if a in quantized))
                for k, e in enumerate(jaxpr.eqns)
                if e.primitive is L.dot_general and any(a in quantized for a in e.inputs)
                and not all(a in quantized for a in e.inputs)}
+    targets.update({k: 0 for k, e in enumerate(jaxpr.eqns)
+                    if e.primitive is L.conv_general_dilated and e.inputs[1] in quantized
+                    and e.inputs[0] not in quantized and quantized[e.inputs[1]].axis in (None, 0)})
     static_amax = _calibrate(closed, targets, calibration) if (calibration is not None and activations) else {}
 
     rename = dict(replaced_inputs)
@@ -174,8 +181,8 @@ def quantize(closed: ClosedJaxpr, weights: str = "int8", activations: str | None
             side = targets[k]
             x, w_var = inputs[side], eqn.inputs[1 - side]
             if activations == "int8":
-                y = _integer_matmul(emit, eqn, x, side, w_var, quantized[w_var], stored[w_var],
-                                    static_amax.get(k))
+                integer = _integer_conv if eqn.primitive is L.conv_general_dilated else _integer_matmul
+                y = integer(emit, eqn, x, side, w_var, quantized[w_var], stored[w_var], static_amax.get(k))
                 rename[eqn.outvars[0]] = y
                 continue
             inputs[side] = _round_trip(emit, x, _STORAGE[activations], static_amax.get(k))
@@ -220,32 +227,44 @@ def _round_trip(emit, x: Var, storage, amax):
     return emit(E.convert_element_type, emit(E.convert_element_type, x, new_dtype=storage), new_dtype=x.aval.dtype)
 
 
-def _integer_matmul(emit, eqn: Eqn, x: Var, side: int, w_var: Var, q: _Quantized, stored, amax):
-    """int8 x int8 -> int32 dot_general, then y = acc * (activation scale * weight scale)."""
+def _quantize_activation(emit, x: Var, amax):
+    """(int8 x, its scale): x / scale rounded and clipped to [-127, 127] (symmetric)."""
     d = x.aval.dtype
     scale_x = _activation_scale(emit, x, amax, 127.0)
     clipped = emit(E.min_, emit(E.max_, emit(E.round_, emit(E.div, x, scale_x)), _lit(-127.0, d)), _lit(127.0, d))
-    xq = emit(E.convert_element_type, clipped, new_dtype=DTYPES["i8"])
+    return emit(E.convert_element_type, clipped, new_dtype=DTYPES["i8"]), scale_x
+
+
+def _rescale(emit, acc: Var, scale_x, stored, q: _Quantized, d, position: int) -> Var:
+    """acc (int32) * activation scale * the weight's scale, per channel along output axis ``position``."""
+    y = emit(E.mul, emit(E.convert_element_type, acc, new_dtype=d), scale_x)
+    weight_scale = stored[1] if d == f32 else emit(E.convert_element_type, stored[1], new_dtype=d)
+    if q.axis is None:
+        return emit(E.mul, y, emit(S.reshape, weight_scale, new_sizes=()))
+    sw = emit(S.reshape, weight_scale, new_sizes=(weight_scale.aval.size,))
+    sw = emit(S.broadcast_in_dim, sw, shape=acc.aval.shape, broadcast_dimensions=(position,))
+    return emit(E.mul, y, sw)
+
+
+def _integer_conv(emit, eqn: Eqn, x: Var, side: int, w_var: Var, q: _Quantized, stored, amax):
+    """int8 x int8 -> int32 conv_general_dilated, then y = acc * (activation scale * weight scale);
+    the kernel's output-feature axis (0) is the result's channel axis (1)."""
+    xq, scale_x = _quantize_activation(emit, x, amax)
+    acc = emit(L.conv_general_dilated, xq, stored[0], **{**eqn.params, "preferred_element_type": DTYPES["i32"]})
+    return _rescale(emit, acc, scale_x, stored, q, x.aval.dtype, 1)
+
+
+def _integer_matmul(emit, eqn: Eqn, x: Var, side: int, w_var: Var, q: _Quantized, stored, amax):
+    """int8 x int8 -> int32 dot_general, then y = acc * (activation scale * weight scale)."""
+    xq, scale_x = _quantize_activation(emit, x, amax)
     operands = [xq, stored[0]] if side == 0 else [stored[0], xq]
     acc = emit(L.dot_general, *operands, dimension_numbers=eqn.params["dimension_numbers"],
                preferred_element_type=DTYPES["i32"])
-    y = emit(E.mul, emit(E.convert_element_type, acc, new_dtype=d), scale_x)
-    out_shape = eqn.outvars[0].aval.shape
-    # the weight's per-channel scale, moved to where its free axis lands in the output
-    (ca, cb), (ba, bb) = eqn.params["dimension_numbers"]
-    n_batch = len(ba)
-    weight_scale = stored[1] if d == f32 else emit(E.convert_element_type, stored[1], new_dtype=d)
-    if q.axis is None:
-        y = emit(E.mul, y, emit(S.reshape, weight_scale, new_sizes=()))
-    else:
-        if side == 0:        # weight on the right: its free axis is the last output axis
-            position = len(out_shape) - 1
-        else:                # weight on the left: its free axis follows the batch axes
-            position = n_batch
-        sw = emit(S.reshape, weight_scale, new_sizes=(weight_scale.aval.size,))
-        sw = emit(S.broadcast_in_dim, sw, shape=out_shape, broadcast_dimensions=(position,))
-        y = emit(E.mul, y, sw)
-    return y
+    # the weight's per-channel scale goes where its free axis lands in the output: last when the
+    # weight is on the right, right after the batch axes when it is on the left
+    (_, _), (ba, _) = eqn.params["dimension_numbers"]
+    position = acc.aval.ndim - 1 if side == 0 else len(ba)
+    return _rescale(emit, acc, scale_x, stored, q, x.aval.dtype, position)
 
 
 @dataclass

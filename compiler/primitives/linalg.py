@@ -1,4 +1,8 @@
-"""Contractions: dot_general (matmul with batch dimensions) and conv_general_dilated (NCHW / OIHW)."""
+"""Contractions: dot_general (matmul with batch dimensions) and conv_general_dilated (NCHW / OIHW).
+
+Both take ``preferred_element_type``: the result type when it is not the operands' (int8 x int8 ->
+int32 for quantized layers). Integer operands are multiplied exactly and the sum wraps to the result
+type, as the interpreter defines; they have no derivatives."""
 from __future__ import annotations
 
 import numpy as np
@@ -79,13 +83,15 @@ dot_general.jvp_rule, dot_general.vjp_rule = _dot_jvp, _dot_vjp
 
 
 def _conv(x: ShapedArray, w: ShapedArray, *, window_strides, padding, lhs_dilation, rhs_dilation,
-          feature_group_count) -> ShapedArray:
-    """Cross-correlation like torch: x is (N, C, *spatial), w is (O, C/groups, *kernel)."""
+          feature_group_count, preferred_element_type=None) -> ShapedArray:
+    """Cross-correlation like torch: x is (N, C, *spatial), w is (O, C/groups, *kernel); the result
+    has ``preferred_element_type`` (an integer type for integer operands, a float for floats)."""
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ShapeError(f"conv_general_dilated expects x (N, C, spatial...) and w (O, I, kernel...) of "
                          f"equal rank >= 3, got {x.shape} and {w.shape}")
     if x.dtype != w.dtype:
         raise ShapeError(f"conv_general_dilated expects one dtype, got {x.dtype.name} and {w.dtype.name}")
+    out_dtype = _conv_result_dtype(x.dtype, preferred_element_type)
     nsp = x.ndim - 2
     strides = _ints("conv_general_dilated", "window_strides", window_strides, nsp)
     ldil = _ints("conv_general_dilated", "lhs_dilation", lhs_dilation, nsp)
@@ -109,7 +115,22 @@ def _conv(x: ShapedArray, w: ShapedArray, *, window_strides, padding, lhs_dilati
             raise ShapeError(f"conv_general_dilated: kernel {w.shape[2:]} larger than padded input "
                              f"{x.shape[2:]} in spatial dimension {d}")
         out.append(span // strides[d] + 1)
-    return ShapedArray(tuple(out), x.dtype)
+    return ShapedArray(tuple(out), out_dtype)
+
+
+def _conv_result_dtype(d, preferred):
+    if d.kind == "b":
+        raise ShapeError("conv_general_dilated of booleans: convert to a numeric type first")
+    if preferred is None:
+        return d
+    try:
+        out = to_dtype(preferred)
+    except (TypeError, ValueError, KeyError):
+        raise ShapeError(f"conv_general_dilated: preferred_element_type must be a dtype, got {preferred!r}") from None
+    if out.is_float != d.is_float or out.kind == "b":
+        raise ShapeError(f"conv_general_dilated: preferred_element_type {out.name} does not suit "
+                         f"{d.name} operands (integer operands need an integer result type, floats a float)")
+    return out
 
 
 conv_general_dilated = declare("conv_general_dilated", _conv)
@@ -119,18 +140,27 @@ def _dilated(n: int, d: int) -> int:
     return 0 if n == 0 else (n - 1) * d + 1
 
 
+def _no_integer_derivative(x, w, kind: str) -> None:
+    if not (is_float(x) and is_float(w)):
+        raise TypeError(f"conv_general_dilated: no {kind} for integer operands ({aval(x).dtype.name} x "
+                        f"{aval(w).dtype.name}); differentiate the float program (quantize after AD)")
+
+
 def _conv_jvp(primals, tangents, **params):
     (x, w), (tx, tw) = primals, tangents
+    _no_integer_derivative(x, w, "JVP")
     out = conv_general_dilated.bind(x, w, **params)
     return out, add_all([conv_general_dilated.bind(tx, w, **params) if tx is not None else None,
                          conv_general_dilated.bind(x, tw, **params) if tw is not None else None])
 
 
 def _conv_vjp(cts, primals, outs, *, window_strides, padding, lhs_dilation, rhs_dilation,
-              feature_group_count):
+              feature_group_count, preferred_element_type=None):
     """Both cotangents are convolutions again (as in XLA): the input's uses the flipped kernel with
     strides and input dilation swapped; the kernel's correlates the input with the cotangent."""
     (x, w), ct = primals, cts[0]
+    _no_integer_derivative(x, w, "VJP")
+    ct = cnp.astype(ct, aval(x).dtype)
     g = feature_group_count
     n, c = aval(x).shape[:2]
     o = aval(w).shape[0]

@@ -70,6 +70,7 @@ class NativeFunction:
         self._in_specs = [(a.shape, a.dtype.np) for a in kernel.in_avals]
         self._scratch: list[np.ndarray] = []
         self._lock = threading.Lock()
+        self._specialize_hot_path()
 
     def _fast_check(self, args) -> bool:
         """True when every argument is already exactly right (the common case, checked cheaply)."""
@@ -84,8 +85,36 @@ class NativeFunction:
         return True
 
     def __call__(self, *args) -> list[np.ndarray]:
+        return self._call(args if self._fast_check(args) else check_native_args(self.kernel.in_avals, args))
+
+    def call_if_exact(self, args) -> list[np.ndarray] | None:
+        """Run when every argument is already exactly right (jit's hot path); None otherwise."""
+        return self._call(args) if self._fast_check(args) else None
+
+    def _specialize_hot_path(self) -> None:
+        """For the common kernel (object entry, no scratch) replace ``call_if_exact`` by one flat
+        function: the same checks as _fast_check, with no further Python calls before native code."""
+        if not _OBJECT_ENTRY or self.kernel.scratch_bytes:
+            return
+        in_specs, out_specs = tuple(self._in_specs), tuple(self._out_specs)
+        n, consts, entry, empty, ndarray = len(in_specs), tuple(self.consts), self.kernel.entry, np.empty, np.ndarray
+
+        def call_if_exact(args):
+            if len(args) != n:
+                return None
+            for x, (shape, dtype) in zip(args, in_specs):
+                if type(x) is not ndarray or x.dtype != dtype or x.shape != shape:
+                    return None
+                flags = x.flags
+                if not (flags.c_contiguous and flags.aligned):
+                    return None
+            outs = [empty(shape, dtype) for shape, dtype in out_specs]
+            entry(*args, *consts, *outs, _NO_SCRATCH)
+            return outs
+        self.call_if_exact = call_if_exact
+
+    def _call(self, arrays) -> list[np.ndarray]:
         k = self.kernel
-        arrays = args if self._fast_check(args) else check_native_args(k.in_avals, args)
         outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
         if not k.scratch_bytes:
             self._run(arrays, outs, _NO_SCRATCH)

@@ -23,7 +23,7 @@ from compiler.ir.core import DType, Literal, Var, dtype as to_dtype
 
 from . import mathlib
 from .engine import engine, host
-from .plan import Group, Linear, Nest, Plan, View, coalesce, contiguous_strides
+from .plan import Group, Linear, Nest, Plan, View, coalesce, contiguous_strides, full_view
 from .rules import ELEMENTWISE, KINDS, int_constant
 
 I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -47,7 +47,14 @@ def scalar_type(d: DType) -> ir.Type:
 
 def storage_type(d: DType) -> ir.Type:
     """The in-memory type of an element."""
+    if d.name in F8_FORMATS:
+        return I8
     return {"f16": ir.HalfType(), "bf16": I16, "bool": I8}.get(d.name) or scalar_type(d)
+
+
+# float8 formats: (mantissa bits, exponent bias, has infinities). e4m3fn has no inf; its only NaN is
+# S.1111.111, and overflow (or inf) converts to NaN. e5m2 is IEEE-like: overflow converts to inf.
+F8_FORMATS = {"f8_e4m3fn": (3, 7, False), "f8_e5m2": (2, 15, True)}
 
 
 def vec(ty: ir.Type, w: int) -> ir.Type:
@@ -62,6 +69,18 @@ def _mangle(ty: ir.Type) -> str:
     if isinstance(ty, ir.IntType):
         return f"i{ty.width}"
     return {F32: "f32", F64: "f64"}.get(ty) or "f16"
+
+
+class Splat(ir.Constant):
+    """A vector constant with every lane equal, printed as ``splat (float 2.0)``: one element to
+    format instead of W, which keeps code generation of long programs fast."""
+
+    def __init__(self, vty: ir.VectorType, elem: ir.Constant):
+        self.type, self.elem = vty, elem
+        self.constant = [elem] * vty.count
+
+    def _get_reference(self):
+        return f"splat ({self.elem.type} {self.elem.get_reference()})"
 
 
 class Lanes:
@@ -82,7 +101,7 @@ class Lanes:
             c = int_constant(ty, int(value))
         else:
             c = ir.Constant(ty, float(value))
-        return c if self.W == 1 else ir.Constant(ir.VectorType(ty, self.W), [c.constant] * self.W)
+        return c if self.W == 1 else Splat(ir.VectorType(ty, self.W), c)
 
     def splat(self, x: ir.Value) -> ir.Value:
         if self.W == 1:
@@ -125,7 +144,60 @@ class Lanes:
             nan = b.fcmp_unordered("uno", x, x)
             out = b.and_(b.select(nan, quiet, rounded), self.splat_const(I32, 0xFFFF0000))
             return b.bitcast(out, vec(F32, self.W))
+        if d.name in F8_FORMATS:
+            return self.f8_decode(self.f8_encode(x, d), d)
         return x
+
+    def f8_encode(self, x, d: DType):
+        """f32 lanes -> float8 bytes, rounding to nearest even as ml_dtypes does: the normal range by
+        rounding the f32 bit pattern to the target's mantissa bits and rebiasing the exponent, the
+        subnormal range by one float addition of a constant whose ulp is the target's subnormal ulp."""
+        m, bias, has_inf = F8_FORMATS[d.name]
+        b, c = self.b, (lambda v: self.splat_const(I32, v))
+        bits = b.bitcast(x, vec(I32, self.W))
+        sign = b.and_(b.lshr(bits, c(24)), c(0x80))
+        a = b.and_(bits, c(0x7FFFFFFF))
+        shift = 23 - m
+        rounded = b.add(b.add(a, c((1 << (shift - 1)) - 1)), b.and_(b.lshr(a, c(shift)), c(1)))
+        normal = b.sub(b.lshr(rounded, c(shift)), c((127 - bias) << m))
+        magic = float(2.0 ** (1 - bias - m + 23))
+        summed = b.fadd(b.bitcast(a, vec(F32, self.W)), self.splat_const(F32, magic))
+        sub = b.sub(b.bitcast(summed, vec(I32, self.W)), c(int(np.float32(magic).view(np.int32))))
+        enc = b.select(b.icmp_unsigned("<", a, c((127 - bias + 1) << 23)), sub, normal)
+        if has_inf:                      # overflow -> inf (0x7C), NaN -> 0x7E (or the payload f8_decode keeps)
+            enc = b.select(b.icmp_unsigned(">=", enc, c(0x7C)), c(0x7C), enc)
+            payload = b.and_(bits, c(3))
+            nan = b.or_(c(0x7C), b.select(b.icmp_unsigned("==", payload, c(0)), c(2), payload))
+            enc = b.select(b.icmp_unsigned(">", a, c(0x7F800000)), nan, enc)
+        else:                            # overflow, inf and NaN -> 0x7F
+            enc = b.select(b.icmp_unsigned(">", enc, c(0x7E)), c(0x7F), enc)
+        return b.trunc(b.or_(enc, sign), vec(I8, self.W))
+
+    def f8_decode(self, raw, d: DType):
+        """float8 bytes -> f32 lanes, exactly: the magnitude bits placed in an f32 pattern and scaled
+        by 2^(127 - bias) (which also makes subnormals right); NaN and inf set apart. An e5m2 NaN keeps
+        its 2 payload bits in the quiet NaN's low bits, so copies keep the byte (convert drops them)."""
+        m, bias, has_inf = F8_FORMATS[d.name]
+        b, c = self.b, (lambda v: self.splat_const(I32, v))
+        r = b.zext(raw, vec(I32, self.W))
+        sign = b.shl(b.and_(r, c(0x80)), c(24))
+        mag = b.and_(r, c(0x7F))
+        f = b.fmul(b.bitcast(b.shl(mag, c(23 - m)), vec(F32, self.W)), self.splat_const(F32, 2.0 ** (127 - bias)))
+        out = b.or_(b.bitcast(f, vec(I32, self.W)), sign)
+        if has_inf:
+            out = b.select(b.icmp_unsigned("==", mag, c(0x7C)), b.or_(sign, c(0x7F800000)), out)
+            nan = b.icmp_unsigned(">", mag, c(0x7C))
+            quiet = b.or_(b.or_(sign, c(0x7FC00000)), b.and_(mag, c(3)))
+        else:
+            nan = b.icmp_unsigned("==", mag, c(0x7F))
+            quiet = b.or_(sign, c(0x7FC00000))
+        out = b.select(nan, quiet, out)
+        return b.bitcast(out, vec(F32, self.W))
+
+    def wrap_i4(self, x):
+        """An i8 register reduced to int4's range by wrapping (sign-extend the low nibble)."""
+        four = self.splat_const(I8, 4)
+        return self.b.ashr(self.b.shl(x, four), four)
 
     def convert(self, x, src: DType, dst: DType):
         b = self.b
@@ -141,22 +213,40 @@ class Lanes:
             return b.uitofp(x, out_ty) if dst.is_float else b.zext(x, out_ty)
         if src.is_int and dst.is_int:
             if dty.width < sty.width:
-                return b.trunc(x, out_ty)
-            if dty.width > sty.width:
-                return (b.sext if src.kind == "i" else b.zext)(x, out_ty)
-            return x
+                x = b.trunc(x, out_ty)
+            elif dty.width > sty.width:
+                x = (b.sext if src.kind == "i" else b.zext)(x, out_ty)
+            return self.wrap_i4(x) if dst.name == "i4" else x
         if src.is_int:                     # int -> float, rounding once into the target type
             tmp_ty = vec(ir.HalfType(), self.W) if dst.name == "f16" else out_ty
             y = (b.sitofp if src.kind == "i" else b.uitofp)(x, tmp_ty)
             return b.fpext(y, out_ty) if dst.name == "f16" else self.round_to(y, dst)
         if dst.is_int:                     # float -> int saturates, NaN -> 0 (the interpreter's rule)
+            if dty.width <= 16:            # i4, 8 and 16 bits: clamp in float (the bounds are exact),
+                fty = sty                  # then a plain conversion (vector fptosi.sat to i8 is 6x slower)
+                lo, hi = (-8, 7) if dst.name == "i4" else (int(np.iinfo(dst.np).min), int(np.iinfo(dst.np).max))
+                flo, fhi, zero = self.splat_const(fty, lo), self.splat_const(fty, hi), self.splat_const(fty, 0)
+                x = b.select(b.fcmp_ordered("<", x, flo), flo, b.select(b.fcmp_ordered(">", x, fhi), fhi, x))
+                x = b.select(b.fcmp_unordered("uno", x, x), zero, x)
+                return b.trunc(b.fptosi(x, vec(I32, self.W)), out_ty)
             name = "llvm.fptosi.sat" if dst.kind == "i" else "llvm.fptoui.sat"
             return self.intrinsic(name, [x], ret=out_ty, mangle=[out_ty, x.type])
+        if src.name in F8_FORMATS:
+            x = self.plain_nan(x)
         if dst.name == "f16" and sty == F64:          # numpy rounds f64 -> f16 once
             return b.fpext(b.fptrunc(self.to_f32_round_odd(x), vec(ir.HalfType(), self.W)), out_ty)
+        # (ml_dtypes rounds f64 -> f8 through f32, twice; the plain fptrunc below does the same)
         if sty != dty:
             x = b.fpext(x, out_ty) if dty == F64 else b.fptrunc(x, out_ty)
-        return self.round_to(x, dst)
+        return self.round_to(self.plain_nan(x) if dst.name in F8_FORMATS else x, dst)
+
+    def plain_nan(self, x):
+        """f32 lanes with NaNs made the quiet NaN of their sign, as ml_dtypes converts every NaN (this
+        drops the e5m2 payload f8_decode keeps for copies)."""
+        b = self.b
+        bits = b.bitcast(x, vec(I32, self.W))
+        quiet = b.or_(b.and_(bits, self.splat_const(I32, ~0x7FFFFF)), self.splat_const(I32, 0x7FC00000))
+        return b.select(b.fcmp_unordered("uno", x, x), b.bitcast(quiet, x.type), x)
 
     def to_f32_round_odd(self, x):
         """f64 -> f32 rounding to odd: a later rounding to a narrower type is then exact-once
@@ -179,6 +269,10 @@ class Lanes:
             return b.fpext(raw, vec(F32, self.W))
         if d.name == "bf16":
             return b.bitcast(b.shl(b.zext(raw, vec(I32, self.W)), self.splat_const(I32, 16)), vec(F32, self.W))
+        if d.name in F8_FORMATS:
+            return self.f8_decode(raw, d)
+        if d.name == "i4":                 # ml_dtypes keeps the value in the low nibble
+            return self.wrap_i4(raw)
         return raw
 
     def to_storage(self, x, d: DType):
@@ -190,6 +284,10 @@ class Lanes:
         if d.name == "bf16":
             bits = b.bitcast(self.round_to(x, d), vec(I32, self.W))
             return b.trunc(b.lshr(bits, self.splat_const(I32, 16)), vec(I16, self.W))
+        if d.name in F8_FORMATS:
+            return self.f8_encode(x, d)
+        if d.name == "i4":
+            return b.and_(x, self.splat_const(I8, 0x0F))
         return x
 
 
@@ -1267,6 +1365,9 @@ def emit_groups(kg: KernelGen) -> None:
         if g.kind == "cond":
             emit_cond(kg, g, k)
             continue
+        if g.kind in ("while", "scan"):
+            emit_loop(kg, g, k)
+            continue
         if kg.threads > 1 and (g.chunks > 1 or any(n.chunks > 1 for n in g.nests)):
             emit_threaded(kg, g, k)
             continue
@@ -1275,6 +1376,9 @@ def emit_groups(kg: KernelGen) -> None:
             emit_reduce(kg, g)
         elif g.kind == "dot":
             emit_dot(kg, g)
+        elif g.kind == "sparse":
+            from .sparse import emit_sparse
+            emit_sparse(kg, g)
         else:
             for nest in g.nests:
                 emit_nest(kg, nest)
@@ -1286,7 +1390,7 @@ def emit_threaded(kg: KernelGen, g: Group, k: int) -> None:
     share a plain step); a reduction cut along kept axes, or into per-chunk partial results that a
     second step combines in order; a GEMM (gemm.emit_gemm_threaded)."""
     from .gemm import emit_dot_as_reduction, emit_gemm_threaded
-    from .plan import Buf, full_view, slot_elems
+    from .plan import Buf, slot_elems
     if g.kind in ("loop", "seq"):
         steps: list[list] = []                # nests that may run together: each a step
         for nest in g.nests:
@@ -1367,6 +1471,105 @@ def emit_cond(kg: KernelGen, g: Group, k: int) -> None:
         b.call(fns[j], args)
         b.branch(done)
     b.position_at_end(done)
+    kg.end()
+
+
+def emit_subkernel(kg: KernelGen, sub: Plan, prefix: str) -> ir.Function:
+    """A sub-plan (a loop body, a loop condition) as one internal function ``(ins..., outs..., scratch)``
+    in the parent's module."""
+    bk = KernelGen(sub, parent=kg, prefix=prefix)
+    emit_groups(bk)
+    bk.begin("kernel")
+    for part in list(bk.parts):
+        bk.b.call(part, list(bk.fn.args))
+    bk.end()
+    return bk.fn
+
+
+def emit_loop(kg: KernelGen, g: Group, k: int) -> None:
+    """while and scan: the group's function loops, calling the body's function on the current carry
+    buffers and the other ones (ping-pong: no copy per step, and the body's inputs never alias its
+    outputs). A carry's own output buffer and one temp alternate; the result must end in the own one.
+
+    while: copy the initial carry in; repeat { cond(carry) -> flag; stop unless flag; body }; copy back
+    when an odd number of steps left it in the temp. scan: the trip count is static, so the initial
+    carry goes into whichever buffer makes the last step write the own one; step i passes pointers
+    to xs[i] and ys[i] (slices along axis 0 of contiguous arrays are contiguous)."""
+    e = g.eqns[0]
+    p = e.params
+    tags = "cb" if g.kind == "while" else "s"
+    fns = [emit_subkernel(kg, sub, f"{kg.prefix}g{k}{t}_") for t, sub in zip(tags, g.branches)]
+    kg.begin(f"group{k}_{g.kind}")
+    b = kg.b
+    views = kg.plan.views
+
+    def ptr(a):
+        return kg.base_ptr(views[a].buf)
+
+    scratch = kg.base_ptr(g.temps["sub"]) if "sub" in g.temps else ir.Constant(PTR, None)
+    if g.kind == "while":
+        nc, nb = p["cond_nconsts"], p["body_nconsts"]
+        cconsts, bconsts, init = e.inputs[:nc], e.inputs[nc:nc + nb], e.inputs[nc + nb:]
+        carries = list(e.outvars)
+    else:
+        nk, nc = p["num_consts"], p["num_carry"]
+        consts, init, xs = e.inputs[:nk], e.inputs[nk:nk + nc], e.inputs[nk + nc:]
+        carries, ys = list(e.outvars[:nc]), list(e.outvars[nc:])
+    own = [views[v].buf for v in carries]
+    other = [g.temps[f"carry{j}"] for j in range(len(carries))]
+
+    def copy(srcs, dsts):
+        for s, d, v in zip(srcs, dsts, carries):
+            shape = v.aval.shape
+            src = s if isinstance(s, Var) else full_view(s, shape)
+            emit_nest(kg, Nest(shape, [], [(src, full_view(d, shape), "store")]))
+
+    def pick(parity, first, second):
+        """The carry pointers for a step: ``first`` on even steps (parity 0), ``second`` on odd."""
+        return [b.select(parity, kg.base_ptr(y), kg.base_ptr(x)) for x, y in zip(first, second)]
+
+    if g.kind == "while":
+        cond_fn, body_fn = fns
+        copy(init, own)
+        pre = b.block
+        head, step_, exit_ = (kg.fn.append_basic_block(n) for n in ("while_head", "while_body", "while_exit"))
+        b.branch(head)
+        b.position_at_end(head)
+        parity = b.phi(I1)
+        parity.add_incoming(ir.Constant(I1, 0), pre)
+        cur, nxt = pick(parity, own, other), pick(parity, other, own)
+        flag = g.temps["flag"]
+        b.call(cond_fn, [ptr(a) for a in cconsts] + cur + [kg.base_ptr(flag), scratch])
+        b.cbranch(kg.load(Lanes(kg, 1), flag, ir.Constant(I64, 0)), step_, exit_)
+        b.position_at_end(step_)
+        b.call(body_fn, [ptr(a) for a in bconsts] + cur + nxt + [scratch])
+        parity.add_incoming(b.not_(parity), b.block)
+        b.branch(head)
+        b.position_at_end(exit_)
+        back, done = kg.fn.append_basic_block("while_copy_back"), kg.fn.append_basic_block("while_done")
+        b.cbranch(parity, back, done)
+        b.position_at_end(back)
+        copy(other, own)
+        b.branch(done)
+        b.position_at_end(done)
+    else:
+        n = p["length"]
+        first, second = (other, own) if n % 2 else (own, other)
+        copy(init, first)
+        if n:
+            with kg.loop(n) as j:
+                i = b.sub(ir.Constant(I64, n - 1), j) if p["reverse"] else j
+                parity = b.trunc(j, I1)
+
+                def slices(vs):
+                    out = []
+                    for v in vs:
+                        nbytes = v.aval.size // n * v.aval.dtype.itemsize
+                        out.append(b.gep(ptr(v), [b.mul(i, ir.Constant(I64, nbytes))], source_etype=I8))
+                    return out
+                args = [ptr(a) for a in consts] + pick(parity, first, second) + slices(xs)
+                args += pick(parity, second, first) + slices(ys) + [scratch]
+                b.call(fns[0], args)
     kg.end()
 
 

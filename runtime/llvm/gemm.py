@@ -42,7 +42,10 @@ def _split(eqn, a_view: View, b_view: View):
 # ----------------------------------------------------------------------------------------------
 
 def emit_dot(kg, g) -> None:
-    if g.gemm is not None:
+    from . import intgemm
+    if isinstance(g.gemm, intgemm.IntGemmSpec):
+        intgemm.emit_int_gemm(kg, g)
+    elif g.gemm is not None:
         emit_gemm(kg, g)
     else:
         emit_dot_as_reduction(kg, g)
@@ -103,11 +106,33 @@ class GemmSpec:
     nc: int
 
 
-def gemm_spec(eqn, a_view: View, b_view: View, vector_bytes: int) -> GemmSpec | None:
-    """The GEMM shape of a float dot_general, or None when it should run as a reduction."""
+def gemm_spec(eqn, a_view: View, b_view: View, vector_bytes: int):
+    """The GEMM shape of a float dot_general (or an int8 one, see intgemm.py), or None when it should
+    run as a reduction."""
+    from . import intgemm
     a, b = eqn.inputs
+    if intgemm.applies(eqn, a_view, b_view):
+        return intgemm.int_gemm_spec(eqn, a_view, b_view)
     if not a.aval.dtype.is_float or a_view.dyn or b_view.dyn:
         return None
+    geometry = gemm_geometry(eqn, a_view, b_view)
+    if geometry is None:
+        return None
+    batch, m, n, k, a_addr, b_addr = geometry
+    cd = compute_dtype(a.aval.dtype)
+    vw = max(4, vector_bytes // cd.itemsize)
+    mr = 8 if vector_bytes >= 64 else 6
+    nr = 2 * vw
+    kc = min(256, k)
+    mc = min(144 if mr == 8 else 144, -(-m // mr) * mr)
+    nc = min(2048, -(-n // nr) * nr)
+    return GemmSpec(batch, m, n, k, a_addr, b_addr, cd, mr, nr, vw, mc, kc, nc)
+
+
+def gemm_geometry(eqn, a_view: View, b_view: View):
+    """(batch, m, n, k, (a offset, m stride, k stride), (b offset, k stride, n stride)) of a dot whose
+    free and contracting dimensions each coalesce to one; None otherwise (or when m, n < 2)."""
+    a, b = eqn.inputs
     ca, cb, ba, bb, free_a, free_b = _split(eqn, a_view, b_view)
     sa, sb = a.aval.shape, b.aval.shape
 
@@ -128,23 +153,18 @@ def gemm_spec(eqn, a_view: View, b_view: View, vector_bytes: int) -> GemmSpec | 
     k, (sak, sbk) = kk
     if m < 2 or n < 2 or k < 1:
         return None
-    cd = compute_dtype(a.aval.dtype)
-    vw = max(4, vector_bytes // cd.itemsize)
-    mr = 8 if vector_bytes >= 64 else 6
-    nr = 2 * vw
     batch = []
     c_stride = m * n
     batch_sizes = [sa[d] for d in ba]
     for i, (da, db) in enumerate(zip(ba, bb)):
         batch.append((sa[da], a_view.strides[da], b_view.strides[db], int(np.prod(batch_sizes[i + 1:])) * c_stride))
-    kc = min(256, k)
-    mc = min(144 if mr == 8 else 144, -(-m // mr) * mr)
-    nc = min(2048, -(-n // nr) * nr)
-    return GemmSpec(batch, m, n, k, (a_view.offset, sam, sak), (b_view.offset, sbk, sbn), cd, mr, nr, vw,
-                    mc, kc, nc)
+    return batch, m, n, k, (a_view.offset, sam, sak), (b_view.offset, sbk, sbn)
 
 
 def gemm_temps(spec: GemmSpec, out_dtype: DType) -> dict:
+    from . import intgemm
+    if isinstance(spec, intgemm.IntGemmSpec):
+        return intgemm.int_gemm_temps(spec)
     temps = {"pack_a": Buf("scratch", -1, spec.cd, spec.mc * spec.kc),
              "pack_b": Buf("scratch", -1, spec.cd, spec.kc * spec.nc)}
     if out_dtype != spec.cd:

@@ -25,7 +25,7 @@ import numpy as np
 from compiler.ir.core import PRIMITIVES, ClosedJaxpr, DType, Eqn, Jaxpr, Literal, ShapedArray, Var
 from compiler.ir.core import dtype as to_dtype
 
-from .rules import KINDS, SUPPORTED_DTYPES
+from .rules import KINDS, STORAGE_ONLY_DTYPES, STORAGE_ONLY_PRIMITIVES, SUPPORTED_DTYPES
 
 ALIGN = 64
 
@@ -235,7 +235,7 @@ class Group:
     temps: dict = field(default_factory=dict)         # dot: scratch it needs while it runs
     merged_into: "Group | None" = None
     gemm: object = None                     # dot: the GEMM blocking it runs with (None: a reduction)
-    branches: list = field(default_factory=list)      # cond: the Plan of each branch
+    branches: list = field(default_factory=list)      # cond: the Plan of each branch; while: cond, body; scan: body
     chunks: int = 1                         # reduce / dot: chunks its threaded steps are cut into
     split: str = ""                         # how: "kept" | "red" (partials) | GEMM_SPLITS (dot)
 
@@ -268,6 +268,9 @@ def _check_supported(eqns: list[Eqn], jaxpr: Jaxpr) -> None:
             if a.aval.dtype.name not in SUPPORTED_DTYPES:
                 raise Unsupported(f"LLVM backend: dtype {a.aval.dtype.name} in '{name}' is not "
                                   f"supported yet")
+            if a.aval.dtype.name in STORAGE_ONLY_DTYPES and name not in STORAGE_ONLY_PRIMITIVES:
+                raise Unsupported(f"LLVM backend: '{name}' on {a.aval.dtype.name} is not supported "
+                                  f"(only conversions and data movement are; convert to f32 / i32 first)")
 
 
 def inline_and_prune(jaxpr: Jaxpr) -> list[Eqn]:
@@ -334,9 +337,12 @@ class Planner:
     # -- groups -----------------------------------------------------------------------------
     @staticmethod
     def find(g: Group) -> Group:
-        while g.merged_into is not None:
-            g = g.merged_into
-        return g
+        root = g
+        while root.merged_into is not None:
+            root = root.merged_into
+        while g.merged_into is not None and g.merged_into is not root:   # path compression
+            g.merged_into, g = root, g.merged_into
+        return root
 
     def group_of(self, v) -> Group | None:
         g = self.producer.get(v)
@@ -352,10 +358,17 @@ class Planner:
 
     def merge(self, into: Group, other: Group) -> None:
         """Move other's equations into ``into`` (both loops of one shape, or a reduce and its operand)."""
-        if into.kind == "loop":
-            into.eqns = sorted(into.eqns + other.eqns, key=self.position)
+        # both lists are in program order; the common case (an equation joining the loop it reads)
+        # concatenates, which keeps planning linear in the program's length
+        a, b = other.eqns, into.eqns
+        if not a or not b:
+            into.eqns = a or b
+        elif self.position(a[-1]) < self.position(b[0]):
+            into.eqns = a + b
+        elif self.position(b[-1]) < self.position(a[0]):
+            b.extend(a)
         else:
-            into.eqns = sorted(other.eqns, key=self.position) + into.eqns
+            into.eqns = sorted(a + b, key=self.position)
         into.last = max(into.last, other.last)
         other.merged_into = into
         other.eqns = []
@@ -484,6 +497,10 @@ class Planner:
                 g.gemm = spec
                 g.temps = self.gemm_temps(spec, g.out.aval.dtype)
 
+    def _sparse(self, e: Eqn, i: int) -> None:
+        from .sparse import plan_sparse
+        plan_sparse(self, e, i)
+
     def _seq(self, e: Eqn, i: int) -> None:
         g = self.new_group("seq", [e], i, closed=True)
         g.out = out = e.outvars[0]
@@ -605,11 +622,12 @@ class Planner:
         """conv_general_dilated as im2col + dot_general: the columns (G, Cg, *K, N, *OUT) are filled by
         one strided copy per kernel position (zeros where padding or dilation puts no input), then
         (G, O/G, Cg*K) x (G, Cg*K, N*OUT) runs as a batched GEMM, then a copy puts (G, O/G, N, *OUT)
-        into (N, O, *OUT)."""
+        into (N, O, *OUT). The columns keep the operands' type and the GEMM produces the result type,
+        so an int8 x int8 -> int32 convolution runs on the int8 GEMM (intgemm.py) with int8 columns."""
         x, w = (self.materialize(a, i) for a in e.inputs)
         out = e.outvars[0]
         p = e.params
-        d = out.aval.dtype
+        d = x.aval.dtype
         N, C, *S = x.aval.shape
         O, Cg, *K = w.aval.shape
         OUT = list(out.aval.shape[2:])
@@ -680,13 +698,14 @@ class Planner:
                 nests.append(_ordered(Nest(cshape, [], [(zero, View(cv.buf, cv.offset, cshape, cs), "store")]), order))
             else:                               # zeros only where no piece writes (the padding)
                 csk, cso = cs[2:2 + nsp], cs[3 + nsp:]
-                for j, k0, klen, a, b in borders:
-                    shape = (G, Cg, *(klen if i == j else K[i] for i in range(nsp)), N,
-                             *(b - a if i == j else OUT[i] for i in range(nsp)))
-                    nests.append(_ordered(Nest(shape, [], [(zero, View(cv.buf, cv.offset + k0 * csk[j] + a * cso[j],
-                                                                       shape, cs), "store")]), order))
+                for box in borders:
+                    shape = (G, Cg, *(r[1] for r in box), N, *(r[3] - r[2] for r in box))
+                    offset = cv.offset + sum(r[0] * c1 + r[2] * c2 for r, c1, c2 in zip(box, csk, cso))
+                    nests.append(_ordered(Nest(shape, [], [(zero, View(cv.buf, offset, shape, cs), "store")]), order))
         g.nests = nests + pieces
-        for nest in g.nests[1:]:                # the borders and the pieces write disjoint parts of cols
+        # the border boxes and the pieces write disjoint parts of cols: threads may do them in any
+        # order; after a full zero fill the pieces (disjoint among themselves) must wait for it
+        for nest in g.nests[1:] if not (nests and borders is None) else pieces[1:]:
             nest.joins_previous = True
         g.out = cols
         self.producer[cols] = g
@@ -705,9 +724,11 @@ class Planner:
         self.views[wr] = wv
         if self.group_of(w) is not None:
             self.producer[wr] = self.group_of(w)
-        res = Var(ShapedArray((G, O // G, npix), d))
+        od = out.aval.dtype
+        res = Var(ShapedArray((G, O // G, npix), od))
         dot = Eqn(PRIMITIVES["dot_general"], [wr, cols], [res],
-                  {"dimension_numbers": (((2,), (1,)), ((0,), (0,))), "preferred_element_type": None})
+                  {"dimension_numbers": (((2,), (1,)), ((0,), (0,))),
+                   "preferred_element_type": None if od == d else od})
         self._pos[id(dot)] = i
         self._dot(dot, i)
         # (G, O/G, N, *OUT) -> (N, O, *OUT)
@@ -758,6 +779,57 @@ class Planner:
         top = max(p.scratch_bytes for p in sub)
         if top:
             g.temps = {"branch": Buf("scratch", -1, to_dtype("u8"), top)}
+
+    # -- loops: while and scan call a sub-plan per iteration ------------------------------------
+    def _while_loop(self, e: Eqn, i: int) -> None:
+        """while: the cond and the body are planned on their own; the kernel calls cond on the
+        current carry, then the body from the current carry into the other one (ping-pong)."""
+        p = e.params
+        self._loop_group("while", e, i, [p["cond_jaxpr"], p["body_jaxpr"]], e.outvars)
+
+    def _scan_loop(self, e: Eqn, i: int) -> None:
+        """scan: a counted loop calling the body's plan; step i reads xs[i] and writes ys[i] in place
+        (a pointer into the stacked array), the carry ping-pongs as in while."""
+        self._loop_group("scan", e, i, [e.params["jaxpr"]], e.outvars[:e.params["num_carry"]])
+
+    def _loop_group(self, kind: str, e: Eqn, i: int, bodies: list, carries: list) -> Group:
+        """A group running sub-plans in a loop on whole contiguous operand buffers. Its temps: one
+        scratch arena the sub-plans share (they never run at once), a second buffer per carry (the
+        ping-pong partner of the carry's own output buffer) and, for while, the predicate."""
+        subs = [Planner(ClosedJaxpr(j, []), self.gemm_spec, self.gemm_temps, self.gemm_min_flops).run()
+                for j in bodies]
+        args = [self._contiguous(a, i) for a in e.inputs]
+        e = Eqn(e.primitive, args, e.outvars, e.params)
+        self._pos[id(e)] = i
+        g = self.new_group(kind, [e], i, closed=True)
+        g.out = e.outvars[0] if e.outvars else None
+        for a in args:
+            self.read(a, g)
+        for v in e.outvars:
+            self.storage(v)
+        g.branches = subs
+        top = max(s.scratch_bytes for s in subs)
+        if top:
+            g.temps["sub"] = Buf("scratch", -1, to_dtype("u8"), top)
+        for j, v in enumerate(carries):
+            g.temps[f"carry{j}"] = Buf("scratch", -1, v.aval.dtype, v.aval.size)
+        if kind == "while":
+            g.temps["flag"] = Buf("scratch", -1, to_dtype("bool"), 1)
+        return g
+
+    def _contiguous(self, a, i: int) -> Var:
+        """Atom ``a`` as a var stored as one whole contiguous buffer (a view of another is copied),
+        so that a sub-plan can take it as an argument."""
+        a = self.materialize(a, i)
+        if self.storage(a).is_full_contiguous():
+            return a
+        tmp = Var(a.aval)
+        g = self.new_group("loop", [], i, shape=a.aval.shape, closed=True)
+        self.read(a, g)
+        g.nests = [Nest(a.aval.shape, [], [(a, self.storage(tmp), "store")])]
+        g.out = tmp
+        self.producer[tmp] = g
+        return tmp
 
     # -- outputs and memory ---------------------------------------------------------------------
     def _claim_outputs(self, end: int) -> list[Buf]:
@@ -850,27 +922,41 @@ def _ordered(nest: Nest, order) -> Nest:
 
 
 def _conv_borders(infos, K, OUT) -> list[tuple] | None:
-    """The im2col entries no input element lands in, as boxes: (axis j, first kernel position, count,
-    first output, end output) on axis j, all positions of the other axes. None when some kernel
-    position's outputs are not an interval (lhs dilation), so a few boxes cannot cover them."""
-    boxes = []
+    """The im2col entries no input element lands in, as disjoint boxes: per box and axis, (first
+    kernel position, count, first output, end output). An entry is uncovered when some axis's output
+    is outside the outputs its kernel position reaches; the box for axis j takes the entries whose
+    first such axis is j (valid outputs on the axes before it), so no entry is in two boxes (and no
+    two threads write one). None when some kernel position's outputs are not an interval (lhs
+    dilation): then a few boxes cannot describe the uncovered part."""
+    groups = []                               # per axis: [k0, count, valid (lo, hi), invalid intervals]
     for j, info in enumerate(infos):
-        prev = None
+        axis = []
         for k in range(K[j]):
             r = info(k)
             if r is None:
-                ivs = ((0, OUT[j]),)
+                valid, ivs = (0, 0), ((0, OUT[j]),)
             else:
                 o0, cnt, so, _ = r
                 if cnt > 1 and so != 1:
                     return None
+                valid = (o0, o0 + cnt)
                 ivs = tuple(iv for iv in ((0, o0), (o0 + cnt, OUT[j])) if iv[1] > iv[0])
-            if prev is not None and prev[2] == ivs and prev[0] + prev[1] == k:
-                prev[1] += 1
-                continue
-            prev = [k, 1, ivs]
-            boxes.append((j, prev))
-    return [(j, k0, klen, a, b) for j, (k0, klen, ivs) in boxes for a, b in ivs]
+            if axis and axis[-1][2] == valid and axis[-1][0] + axis[-1][1] == k:
+                axis[-1][1] += 1
+            else:
+                axis.append([k, 1, valid, ivs])
+        groups.append(axis)
+    boxes = []
+    for j, axis in enumerate(groups):
+        for k0, klen, _, ivs in axis:
+            for a, b in ivs:
+                for before in itertools.product(*groups[:j]):
+                    if any(g[2][1] <= g[2][0] for g in before):
+                        continue
+                    box = [(g[0], g[1], g[2][0], g[2][1]) for g in before] + [(k0, klen, a, b)]
+                    box += [(0, K[i], 0, OUT[i]) for i in range(j + 1, len(groups))]
+                    boxes.append(box)
+    return boxes
 
 
 def _axis_runs(n: int, info) -> list[tuple]:
@@ -1014,6 +1100,8 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
             out = e.outvars[0].aval
             if g.gemm is not None:
                 spec = g.gemm
+                if type(spec).__name__ != "GemmSpec":       # (the int8 GEMM runs on one thread)
+                    continue
                 batch = _elems([s for s, *_ in spec.batch])
                 cost = 2.0 * spec.m * spec.n * spec.k * batch / _GFLOPS.get(spec.cd.name, 45.0)
                 if cost < MIN_STEP_NS:

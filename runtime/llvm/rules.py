@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-# f8 / i4 need bit-level conversions that are not written yet.
-SUPPORTED_DTYPES = {"f64", "f32", "f16", "bf16", "i64", "i32", "i16", "i8", "u64", "u32", "u16", "u8", "bool"}
+SUPPORTED_DTYPES = {"f64", "f32", "f16", "bf16", "f8_e4m3fn", "f8_e5m2", "i64", "i32", "i16", "i8", "i4",
+                    "u64", "u32", "u16", "u8", "bool"}
+# Storage-only types: loaded into f32 / i8 registers (codegen.Lanes.from_storage) and rounded or wrapped
+# back when stored or converted, so only primitives that move or convert values are exact on them.
+# Arithmetic on them (which would have to round after every step) runs on the interpreter.
+STORAGE_ONLY_DTYPES = {"f8_e4m3fn", "f8_e5m2", "i4"}
+STORAGE_ONLY_PRIMITIVES = {"convert_element_type", "select_n", "stop_gradient", "broadcast_in_dim", "reshape",
+                           "transpose", "squeeze", "expand_dims", "rev", "slice", "gather", "dynamic_slice",
+                           "concatenate", "pad", "dynamic_update_slice", "cond", "checkpoint"}
 
 ELEMENTWISE: dict = {}
 
@@ -274,8 +281,10 @@ KINDS.update({"dot_general": "dot", "checkpoint": "inline"})
 KINDS.update({name: "seq" for name in ("concatenate", "pad", "dynamic_update_slice", "scatter_add",
                                         "reduce_window_max", "reduce_window_sum")})
 KINDS.update({"conv_general_dilated": "conv"})
-# cond as native branches (plan.Planner._branch, codegen.emit_cond); while and scan not yet
-NATIVE_CONTROL_FLOW = {"cond": "branch"}
+KINDS.update({"sparse_dot": "sparse"})          # runtime/llvm/sparse.py
+# control flow runs natively: cond as branches (plan.Planner._branch, codegen.emit_cond), while and
+# scan as loops calling their bodies' plans (plan.Planner._while_loop/_scan_loop, codegen.emit_loop)
+NATIVE_CONTROL_FLOW = {"cond": "branch", "while": "while_loop", "scan": "scan_loop"}
 KINDS.update(NATIVE_CONTROL_FLOW)
 
 LOWERED = frozenset(KINDS)

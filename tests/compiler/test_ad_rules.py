@@ -389,6 +389,31 @@ for _name, (_lhs, _rhs, _dn) in DOT_CONFIGS.items():
     dot_case(_name, _lhs, _rhs, _dn)
 
 
+def sparse_case(fmt, transpose):
+    """sparse_dot is bilinear in x and the stored values (the indices are fixed constants)."""
+    def draw(data):
+        from compiler.primitives.sparse import sparse_dot
+        m, groups, n = (data.draw(st.integers(1, 3)) for _ in range(3))
+        k = 4 * groups
+        x = arr(data, (m, n if transpose else k))
+        params = dict(format=fmt, dense_shape=(k, n), transpose=transpose)
+        if fmt == "2:4":
+            idx = np.asarray(data.draw(hnp.arrays(np.uint8, (2 * groups, n), elements=st.integers(0, 5))))
+            vals = arr(data, (2 * groups, n))
+            return (lambda x, v: sparse_dot.bind(x, v, idx, **params)), [x, vals]
+        nnz = data.draw(st.integers(1, 2 * k))
+        cols = np.asarray(data.draw(hnp.arrays(np.int32, (nnz,), elements=st.integers(0, k - 1))))
+        indptr = np.sort(np.asarray(data.draw(hnp.arrays(np.int32, (n + 1,), elements=st.integers(0, nnz)))))
+        vals = arr(data, (nnz,))
+        return (lambda x, v: sparse_dot.bind(x, indptr, cols, v, **params)), [x, vals]
+    case(f"sparse_dot {fmt}{' transposed' if transpose else ''}", "sparse_dot")(draw)
+
+
+for _fmt in ("2:4", "csr"):
+    for _t in (False, True):
+        sparse_case(_fmt, _t)
+
+
 # ------------------------------------------------------------------------------------------------
 # The generic checks
 # ------------------------------------------------------------------------------------------------

@@ -892,6 +892,45 @@ def test_control_flow_through_lax_matches_python():
         np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 4), st.integers(1, 3), st.integers(0, 5), st.booleans(), st.integers(0, 2**31))
+def test_sparse_dot_against_loops(m, groups, n, transpose, seed):
+    """out[i, c] = sum over the stored (k, value) of column c of x[i, k] * value (transposed: the
+    stored weights of row k feed column k), indices clamped: written out with Python loops."""
+    rng = np.random.default_rng(seed)
+    k = 4 * groups
+    x = rng.integers(-3, 4, (m, n if transpose else k)).astype(np.float64)
+    vals = rng.integers(-3, 4, (2 * groups, n)).astype(np.float64)
+    idx = rng.integers(0, 6, (2 * groups, n)).astype(np.uint8)
+    want = np.zeros((m, k if transpose else n))
+    for q in range(2 * groups):
+        for c in range(n):
+            kk = (q // 2) * 4 + min(int(idx[q, c]), 3)
+            for i in range(m):
+                if transpose:
+                    want[i, kk] += x[i, c] * vals[q, c]
+                else:
+                    want[i, c] += x[i, kk] * vals[q, c]
+    got = one_eqn("sparse_dot", x, vals, idx, format="2:4", dense_shape=(k, n), transpose=transpose)
+    np.testing.assert_array_equal(got, want)
+    nnz = int(rng.integers(0, 2 * k + 1))
+    indptr = rng.integers(-2, nnz + 3, n + 1).astype(np.int32)
+    cols = rng.integers(-2, k + 2, nnz).astype(np.int32)
+    cvals = rng.integers(-3, 4, nnz).astype(np.float64)
+    want = np.zeros((m, k if transpose else n))
+    for c in range(n):
+        lo, hi = (min(max(int(p), 0), nnz) for p in indptr[c:c + 2])
+        for p in range(lo, hi):
+            kk = min(max(int(cols[p]), 0), k - 1)
+            for i in range(m):
+                if transpose:
+                    want[i, kk] += x[i, c] * cvals[p]
+                else:
+                    want[i, c] += x[i, kk] * cvals[p]
+    got = one_eqn("sparse_dot", x, indptr, cols, cvals, format="csr", dense_shape=(k, n), transpose=transpose)
+    np.testing.assert_array_equal(got, want)
+
+
 # ----------------------------------------------------------------------------------------------
 # Coverage: every primitive of the registry has a test above
 # ----------------------------------------------------------------------------------------------
@@ -914,7 +953,7 @@ SPECIFIC = {
     "cumsum": "test_cumsum", "reduce_window_max": "test_reduce_window_against_loops",
     "reduce_window_sum": "test_reduce_window_against_loops", "dot_general": "test_dot_general_against_loops",
     "conv_general_dilated": "test_conv_against_naive_loop", "cond": "test_cond", "while": "test_while",
-    "scan": "test_scan", "checkpoint": "test_checkpoint",
+    "scan": "test_scan", "checkpoint": "test_checkpoint", "sparse_dot": "test_sparse_dot_against_loops",
 }
 
 

@@ -227,6 +227,48 @@ def test_forced_paths(forced):
                   rtol=1e-4, atol=1e-4)
 
 
+def test_forced_convolutions(forced):
+    """Strides, dilations (input dilation: a full zero fill, then the pieces), padding, groups."""
+    rng = np.random.default_rng(11)
+    for ws, pad, ld, rd, groups in [((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1),
+                                    ((2, 1), ((2, 0), (1, 2)), (1, 1), (2, 1), 1),
+                                    ((1, 2), ((1, 1), (0, 0)), (2, 1), (1, 1), 1),
+                                    ((1, 1), ((0, 1), (1, 0)), (1, 2), (1, 2), 2)]:
+        x = rng.standard_normal((2, 4, 7, 6)).astype(np.float32)
+        w = rng.standard_normal((6, 4 // groups, 3, 2)).astype(np.float32)
+        check_threads(lambda x, w: lax.conv_general_dilated(x, w, ws, pad, ld, rd, groups), x, w, rtol=1e-4,
+                      atol=1e-4)
+
+
+def test_im2col_writes_each_entry_once():
+    """The zero borders and the copied pieces of a convolution's columns are disjoint (threads may
+    write them in any order, none writes an entry another writes) and cover every entry."""
+    import itertools
+    rng = np.random.default_rng(12)
+    checked = 0
+    for _ in range(150):
+        nsp = int(rng.integers(1, 3))
+        S, K = [int(rng.integers(1, 7)) for _ in range(nsp)], [int(rng.integers(1, 5)) for _ in range(nsp)]
+        ws, rd = tuple(int(rng.integers(1, 3)) for _ in range(nsp)), tuple(int(rng.integers(1, 3)) for _ in range(nsp))
+        pad = tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(nsp))
+        x, w = np.ones((2, 3, *S), np.float32), np.ones((4, 3, *K), np.float32)
+        if any((s - 1) + lo + hi < (k - 1) * r for s, (lo, hi), k, r in zip(S, pad, K, rd)):
+            continue                                              # the window does not fit
+        closed = tj.make_jaxpr(lambda x, w: lax.conv_general_dilated(x, w, ws, pad, (1,) * nsp, rd, 1))(x, w)
+        g = plan_mod.make_plan(closed, None, None).groups[0]
+        counts = None
+        for nest in g.nests:
+            (_, dst, _), = nest.outs
+            counts = np.zeros(dst.buf.size, np.int64) if counts is None else counts
+            idx = [dst.offset + sum(i * st for i, st in zip(ix, dst.strides))
+                   for ix in itertools.product(*map(range, dst.shape))]
+            np.add.at(counts, np.array(idx, np.int64), 1)
+        assert all(n.joins_previous for n in g.nests[1:])
+        assert (counts == 1).all()
+        checked += 1
+    assert checked > 50
+
+
 @settings(**SETTINGS)
 @given(st.lists(st.integers(1, 23), min_size=1, max_size=4), st.data())
 def test_forced_random_reductions(shape, data):
