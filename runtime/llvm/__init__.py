@@ -9,16 +9,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import llvmlite
+import llvmlite.binding
+
 from compiler.ir.core import ClosedJaxpr, ShapedArray
 
-from . import engine as _engine, gemm, plan, threads as _threads
+from . import diskcache, engine as _engine, gemm, plan, threads as _threads
 from .abi import NativeFunction, cfunction, prepare_consts
 from .codegen import generate
 from .rules import LOWERED
 from .threads import get_num_threads, set_num_threads
 
 __all__ = ["compile_llvm", "llvm_ir", "LOWERED", "cache_info", "clear_cache", "plan_summary",
-           "set_num_threads", "get_num_threads"]
+           "set_num_threads", "get_num_threads", "set_cache_dir"]
+
+set_cache_dir = diskcache.set_cache_dir
 
 
 @dataclass
@@ -28,7 +33,7 @@ class Kernel:
     const_avals: list[ShapedArray]
     out_avals: list[ShapedArray]
     scratch_bytes: int
-    ir: str
+    ir: str | None                # the generated IR (None when the object came from the disk cache)
     tracker: object
     cfunc: object                 # kernel(buffer pointers...)
     entry: object                 # entry(array objects...)
@@ -59,22 +64,43 @@ def plan_summary(closed: ClosedJaxpr, threads: int | None = None) -> dict:
     return {"groups": groups, "scratch_bytes": plan.scratch_bytes, "threads": plan.threads}
 
 
-def _build(closed: ClosedJaxpr, threads: int) -> Kernel:
+def _disk_key(closed: ClosedJaxpr, signature: tuple, threads: int) -> str:
+    host = _engine.host()
+    return diskcache.make_key(str(closed.jaxpr), repr(signature), f"threads={threads}", host.triple, host.cpu,
+                              host.features, f"llvmlite {llvmlite.__version__}",
+                              "llvm " + ".".join(map(str, llvmlite.binding.llvm_version_info)))
+
+
+def _build(closed: ClosedJaxpr, threads: int, signature: tuple) -> Kernel:
+    """Plan, generate, optimize and compile to an object, then JIT-link it; with the disk cache on,
+    a previous process's object for the same key is linked instead (only the link is paid)."""
     eng = _engine.engine()
     t0 = time.perf_counter()
-    plan = _plan(closed, threads)
-    text, externals = generate(plan)
-    t1 = time.perf_counter()
-    optimized = eng.optimize(text)
-    t2 = time.perf_counter()
-    tracker, addresses = eng.link(optimized, externals, ["kernel", "entry"])
+    key = _disk_key(closed, signature, threads) if diskcache.cache_dir() is not None else None
+    cached = diskcache.load(key) if key is not None else None
+    if cached is not None:
+        obj, meta, text = cached.obj, cached.meta, None       # the IR is not kept on disk
+        scratch_bytes, externals, planned = meta["scratch_bytes"], meta["externals"], meta["threads"]
+        t1 = t2 = time.perf_counter()
+    else:
+        plan = _plan(closed, threads)
+        text, externals = generate(plan)
+        t1 = time.perf_counter()
+        obj = eng.compile_object(text)
+        t2 = time.perf_counter()
+        scratch_bytes, planned = plan.scratch_bytes, plan.threads
+        if key is not None:
+            diskcache.store(key, obj, {"scratch_bytes": scratch_bytes, "externals": list(externals),
+                                       "threads": planned})
+    tracker, addresses = eng.link_object(obj, externals, ["kernel", "entry"])
     t3 = time.perf_counter()
-    nargs = len(plan.in_bufs) + len(plan.const_bufs) + len(plan.out_bufs) + 1
     jaxpr = closed.jaxpr
+    nargs = len(jaxpr.invars) + len(jaxpr.constvars) + len(jaxpr.outvars) + 1
     return Kernel([v.aval for v in jaxpr.invars], [v.aval for v in jaxpr.constvars],
-                  [a.aval for a in jaxpr.outvars], plan.scratch_bytes, text, tracker,
+                  [a.aval for a in jaxpr.outvars], scratch_bytes, text, tracker,
                   cfunction(addresses["kernel"], nargs), cfunction(addresses["entry"], nargs, objects=True),
-                  {"codegen": t1 - t0, "optimize": t2 - t1, "link": t3 - t2}, plan.threads)
+                  {"codegen": t1 - t0, "optimize": t2 - t1, "link": t3 - t2, "disk_cache_hit": cached is not None},
+                  planned)
 
 
 def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:
@@ -84,11 +110,12 @@ def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:
     """
     consts = prepare_consts([v.aval for v in closed.jaxpr.constvars], closed.consts)
     threads = _threads.planned_threads()
-    key = (str(closed.jaxpr), tuple(str(v.aval) for v in closed.jaxpr.invars), threads)
+    signature = tuple(str(v.aval) for v in closed.jaxpr.invars)
+    key = (str(closed.jaxpr), signature, threads)
     kernel = _engine.CACHE.get(key)
     if kernel is None:
         with _engine.LOCK:
-            kernel = _build(closed, threads)
+            kernel = _build(closed, threads, signature)
         _engine.CACHE.put(key, kernel)
     return NativeFunction(kernel, consts)
 

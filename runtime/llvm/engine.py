@@ -70,7 +70,7 @@ class _Engine:
                     pass
         return None
 
-    def optimize(self, ir_text: str) -> str:
+    def _optimized_module(self, ir_text: str):
         mod = llvm.parse_assembly(ir_text)
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -78,12 +78,26 @@ class _Engine:
         pto.loop_vectorization = True
         pb = llvm.create_pass_builder(self.opt_machine, pto)
         pb.getModulePassManager().run(mod, pb)
-        return str(mod)
+        return mod
+
+    def optimize(self, ir_text: str) -> str:
+        return str(self._optimized_module(ir_text))
+
+    def compile_object(self, ir_text: str) -> bytes:
+        """Optimize and compile to relocatable machine code (what the disk cache stores); going
+        straight from the optimized module to an object skips printing and re-parsing the IR."""
+        return self.opt_machine.emit_object(self._optimized_module(ir_text))
 
     def link(self, ir_text: str, externals: list[str], entries: list[str], imports: dict | None = None):
         """JIT-link optimized IR; returns (resource tracker, {entry name: address}). ``externals`` are
         looked up (libm, libmvec, the thread runtime); ``imports`` maps more names to addresses."""
-        builder = llvm.JITLibraryBuilder().add_ir(ir_text)
+        return self._link(llvm.JITLibraryBuilder().add_ir(ir_text), externals, entries, imports)
+
+    def link_object(self, obj: bytes, externals: list[str], entries: list[str]):
+        """JIT-link an object file from compile_object (or the disk cache); as ``link``."""
+        return self._link(llvm.JITLibraryBuilder().add_object_img(obj), externals, entries, None)
+
+    def _link(self, builder, externals, entries, imports):
         for name in entries:
             builder.export_symbol(name)
         for name in externals:
