@@ -380,21 +380,25 @@ class _Gemm:
             emit_nest(self.kg, Nest(self.out.shape, [], [(tmp, self.out, "store")]), split=split)
 
 
+def for_each_batch(kg, batch, a0, b0, c0, body) -> None:
+    """Loops over the batch dimensions [(size, a stride, b stride, c stride)], advancing the A, B and
+    C offsets; ``body(a, b, c)`` emits one matrix product (shared by the float and int8 GEMMs)."""
+    b = kg.b
+    if not batch:
+        body(a0, b0, c0)
+        return
+    (size, sa, sb, sc), rest = batch[0], batch[1:]
+    with kg.loop(size) as t:
+        step = lambda base, stride: b.add(base, b.mul(t, ir.Constant(I64, stride)))  # noqa: E731
+        for_each_batch(kg, rest, step(a0, sa), step(b0, sb), step(c0, sc), body)
+
+
 def emit_gemm(kg, g) -> None:
     gm = _Gemm(kg, g)
     gm.bind()
     spec, b, c64 = gm.spec, kg.b, gm.c64
 
-    def over_batch(i, a0, b0, c0):
-        if i < len(spec.batch):
-            size, sa_, sb_, sc_ = spec.batch[i]
-            with kg.loop(size) as t:
-                over_batch(i + 1, b.add(a0, b.mul(t, c64(sa_))), b.add(b0, b.mul(t, c64(sb_))),
-                           b.add(c0, b.mul(t, c64(sc_))))
-            return
-        gm.blocks(a0, b0, c0)
-
-    over_batch(0, c64(spec.a[0]), c64(spec.b[0]), c64(gm.c_off))
+    for_each_batch(kg, spec.batch, c64(spec.a[0]), c64(spec.b[0]), c64(gm.c_off), gm.blocks)
     gm.convert_out()
 
 

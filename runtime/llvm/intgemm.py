@@ -79,6 +79,7 @@ def int_gemm_temps(spec: IntGemmSpec) -> dict:
 
 
 def emit_int_gemm(kg, g) -> None:
+    from .gemm import for_each_batch
     spec: IntGemmSpec = g.gemm
     e = g.eqns[-1]
     a, bvar = e.inputs
@@ -91,15 +92,6 @@ def emit_int_gemm(kg, g) -> None:
 
     def vmin(x, y):
         return b.select(b.icmp_signed("<", x, y), x, y)
-
-    def over_batch(i, a0, b0, c0):
-        if i < len(spec.batch):
-            size, sa_, sb_, sc_ = spec.batch[i]
-            with kg.loop(size) as t:
-                over_batch(i + 1, b.add(a0, b.mul(t, c64(sa_))), b.add(b0, b.mul(t, c64(sb_))),
-                           b.add(c0, b.mul(t, c64(sc_))))
-            return
-        blocks(a0, b0, c0)
 
     def blocks(a0, b0, c0):
         with counted_loop(b, spec.n, step=spec.nc) as jc:
@@ -200,7 +192,7 @@ def emit_int_gemm(kg, g) -> None:
                     v = kg.load(cx1, av.buf, b.add(src0, b.mul(kin, c64(sak))))
                     b.store(b.xor(v, flip_1), b.gep(pbytes, [b.add(dst0, kk)], source_etype=I8), align=1)
 
-    over_batch(0, c64(spec.a[0]), c64(spec.b[0]), c64(out.offset))
+    for_each_batch(kg, spec.batch, c64(spec.a[0]), c64(spec.b[0]), c64(out.offset), blocks)
 
 
 def _microkernel(kg, mr_max: int) -> ir.Function:
