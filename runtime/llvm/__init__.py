@@ -14,7 +14,7 @@ import llvmlite.binding
 
 from compiler.ir.core import ClosedJaxpr, ShapedArray
 
-from . import diskcache, engine as _engine, gemm, plan, threads as _threads
+from . import diskcache, engine as _engine, gemm, mathlib, plan, threads as _threads
 from .abi import NativeFunction, cfunction, prepare_consts
 from .codegen import generate
 from .rules import LOWERED
@@ -66,7 +66,8 @@ def plan_summary(closed: ClosedJaxpr, threads: int | None = None) -> dict:
 
 def _disk_key(closed: ClosedJaxpr, signature: tuple, threads: int) -> str:
     host = _engine.host()
-    return diskcache.make_key(str(closed.jaxpr), repr(signature), f"threads={threads}", host.triple, host.cpu,
+    return diskcache.make_key(str(closed.jaxpr), repr(signature), f"threads={threads}",
+                              f"own_math={mathlib.OWN_KERNELS}", host.triple, host.cpu,
                               host.features, f"llvmlite {llvmlite.__version__}",
                               "llvm " + ".".join(map(str, llvmlite.binding.llvm_version_info)))
 
@@ -111,7 +112,7 @@ def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:
     consts = prepare_consts([v.aval for v in closed.jaxpr.constvars], closed.consts)
     threads = _threads.planned_threads()
     signature = tuple(str(v.aval) for v in closed.jaxpr.invars)
-    key = (str(closed.jaxpr), signature, threads)
+    key = (str(closed.jaxpr), signature, threads, mathlib.OWN_KERNELS)
     kernel = _engine.CACHE.get(key)
     if kernel is None:
         with _engine.LOCK:

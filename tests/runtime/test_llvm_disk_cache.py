@@ -139,3 +139,18 @@ def test_unwritable_directory_only_costs_the_cache(tmp_path):
 def test_bad_settings_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="max_entries"):
         llvm.set_cache_dir(tmp_path, max_entries=0)
+
+
+def test_key_depends_on_the_math_kernels(cache_in):
+    from runtime.llvm import mathlib
+    closed = tj.make_jaxpr(lambda x: cnp.exp(x))(np.ones(64, np.float32))
+    saved = mathlib.OWN_KERNELS
+    try:
+        for own in (True, False):
+            mathlib.OWN_KERNELS = own
+            fn = runtime.compile(closed, "llvm")
+            assert fn.kernel.seconds["disk_cache_hit"] is False     # never the other mode's kernel
+            np.testing.assert_allclose(fn(np.ones(64, np.float32))[0], np.full(64, np.e, np.float32), rtol=1e-6)
+    finally:
+        mathlib.OWN_KERNELS = saved
+    assert len(list(cache_in.glob("*/*.json"))) == 2
