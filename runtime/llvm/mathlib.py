@@ -14,9 +14,11 @@ argument) and splits or pads its vectors to the variant's width.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import os
+import weakref
 
 import numpy as np
 from llvmlite import ir
@@ -58,7 +60,12 @@ def call(cx, name: str, args: list, double: bool):
     b = cx.b
     own = own_kernel(name, double)
     if own is not None:
-        return in_lanes(b, lambda vs: own(cx, vs[0]), args, 16)
+        inlined = _INLINED.get(cx.kg.module, 0)
+        if inlined < INLINE_LIMIT:
+            _INLINED[cx.kg.module] = inlined + 1
+            return in_lanes(b, lambda vs: own(cx, vs[0]), args, 16)
+        fn = _own_function(cx, name, own)
+        return in_lanes(b, lambda vs: b.call(fn, vs), args, 16)
     scalar_ty = ir.DoubleType() if double else ir.FloatType()
     scalar_fn = cx.declare(name if double else name + "f", scalar_ty, [scalar_ty] * len(args))
     if cx.W == 1:
@@ -74,6 +81,31 @@ def call(cx, name: str, args: list, double: bool):
     vty = ir.VectorType(scalar_ty, lanes)
     fn = cx.declare(sym, vty, [vty] * len(args))
     return in_lanes(b, lambda vs: b.call(fn, vs), args, lanes)
+
+
+# The first few uses in a program are inlined (no call, no spilled registers: the sigmoid-of-logs
+# chain runs ~1.4x faster than through calls); later ones call one shared copy, so a program with
+# many exps and logs does not pay LLVM's optimization and code generation for every copy.
+INLINE_LIMIT = 4
+_INLINED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _own_function(cx, name: str, kernel):
+    """The module's one copy of an own kernel, ``<16 x float> tracejit_<name>f16(<16 x float>)``,
+    called like a libmvec function."""
+    sym = f"tracejit_{name}f16"
+    module = cx.kg.module
+    fn = module.globals.get(sym)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(V16, [V16]), name=sym)
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        fn.attributes.add("noinline")
+        body = copy.copy(cx)
+        body.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        body.W = 16
+        body.b.ret(kernel(body, fn.args[0]))
+    return fn
 
 
 def in_lanes(b, fn, args: list, lanes: int):
@@ -156,7 +188,8 @@ class _Vec:
         self.cx, self.b = cx, cx.b
 
     def c(self, v: float) -> ir.Constant:
-        return ir.Constant(V16, [float(np.float32(v))] * 16)
+        from .codegen import Splat
+        return Splat(V16, ir.Constant(F32, float(np.float32(v))))
 
     def fma(self, a, x, y):
         return self.cx.intrinsic("llvm.fma", [a, x, y])

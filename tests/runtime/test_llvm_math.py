@@ -147,3 +147,26 @@ def test_libmvec_path_stays_selectable(mode):
     f = tj.make_jaxpr(cnp.exp)(np.ones(64, np.float32))
     text = llvm.llvm_ir(f)
     assert ("_ZGVeN16v_expf" in text) == (mode == "libmvec")
+
+
+@pytest.mark.skipif(not AVX512, reason="own kernels need AVX-512")
+def test_many_uses_share_one_called_copy():
+    """Past mathlib.INLINE_LIMIT uses in one program, exp and log are calls of one shared function:
+    same accuracy, special values included, and only one copy of each in the IR."""
+    saved = mathlib.OWN_KERNELS
+    mathlib.OWN_KERNELS = True
+    llvm.clear_cache()
+    try:
+        n = mathlib.INLINE_LIMIT + 3
+        f = lambda x: [cnp.exp(x * (k + 1) / n) for k in range(n)] + [cnp.log(x + k) for k in range(n)]  # noqa: E731
+        x = np.concatenate([np.linspace(-80, 80, 4001), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40]]).astype(np.float32)
+        outs = tj.jit(f, backend="llvm")(x)
+        for k in range(n):
+            check("exp", (x * np.float32(k + 1) / np.float32(n)).astype(np.float32), np.asarray(outs[k]), 1.5)
+            check("log", (x + np.float32(k)).astype(np.float32), np.asarray(outs[n + k]), 1.5)
+        text = tj.jit(f, backend="llvm").lower(x).as_text("llvm")
+        assert text.count("define internal <16 x float> @\"tracejit_expf16\"") == 1
+        assert text.count("define internal <16 x float> @\"tracejit_logf16\"") == 1
+    finally:
+        mathlib.OWN_KERNELS = saved
+        llvm.clear_cache()
