@@ -851,6 +851,7 @@ class Fused:
 
     def __init__(self, kg: KernelGen, shape, eqns):
         self.kg, self.shape, self.eqns = kg, tuple(shape), eqns
+        kg.loop_elems = int(np.prod(self.shape, dtype=np.int64))   # what math calls weigh inlining by
         self.linears: list[Linear] = []
         self.leaves: dict = {}                   # Var or id(View) -> (linear index, buf)
         self.gens: dict = {}                     # id(eqn) -> how the generator reads

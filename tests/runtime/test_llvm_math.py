@@ -150,14 +150,14 @@ def test_libmvec_path_stays_selectable(mode):
 
 
 @pytest.mark.skipif(not AVX512, reason="own kernels need AVX-512")
-def test_many_uses_share_one_called_copy():
-    """Past mathlib.INLINE_LIMIT uses in one program, exp and log are calls of one shared function:
-    same accuracy, special values included, and only one copy of each in the IR."""
+def test_short_loops_call_one_shared_copy():
+    """In loops shorter than mathlib.INLINE_MIN_ELEMS, exp and log are calls of one shared function
+    (same accuracy, special values included; one copy of each in the IR); long loops inline them."""
     saved = mathlib.OWN_KERNELS
     mathlib.OWN_KERNELS = True
     llvm.clear_cache()
     try:
-        n = mathlib.INLINE_LIMIT + 3
+        n = 5
         f = lambda x: [cnp.exp(x * (k + 1) / n) for k in range(n)] + [cnp.log(x + k) for k in range(n)]  # noqa: E731
         x = np.concatenate([np.linspace(-80, 80, 4001), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40]]).astype(np.float32)
         outs = tj.jit(f, backend="llvm")(x)
@@ -167,6 +167,8 @@ def test_many_uses_share_one_called_copy():
         text = tj.jit(f, backend="llvm").lower(x).as_text("llvm")
         assert text.count("define internal <16 x float> @\"tracejit_expf16\"") == 1
         assert text.count("define internal <16 x float> @\"tracejit_logf16\"") == 1
+        long_x = np.linspace(0.5, 2, mathlib.INLINE_MIN_ELEMS, dtype=np.float32)
+        assert "tracejit_expf16" not in tj.jit(f, backend="llvm").lower(long_x).as_text("llvm")
     finally:
         mathlib.OWN_KERNELS = saved
         llvm.clear_cache()
