@@ -102,7 +102,8 @@ def _conv(x: ShapedArray, w: ShapedArray, *, window_strides, padding, lhs_dilati
                          f"shape (O, {x.shape[1] // g if isinstance(g, int) and g else '?'}, ...) with O "
                          f"divisible by groups, got {w.shape}")
     if not isinstance(padding, tuple) or len(padding) != nsp:
-        raise ShapeError(f"conv_general_dilated: padding needs one (low, high) pair per spatial dimension")
+        raise ShapeError(f"conv_general_dilated: padding needs one (low, high) pair per spatial dimension "
+                         f"({nsp}), got {padding!r}")
     out = [x.shape[0], w.shape[0]]
     for d in range(nsp):
         lo, hi = _ints("conv_general_dilated", "each padding pair", padding[d], 2)

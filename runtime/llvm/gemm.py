@@ -396,8 +396,7 @@ def for_each_batch(kg, batch, a0, b0, c0, body) -> None:
 def emit_gemm(kg, g) -> None:
     gm = _Gemm(kg, g)
     gm.bind()
-    spec, b, c64 = gm.spec, kg.b, gm.c64
-
+    spec, c64 = gm.spec, gm.c64
     for_each_batch(kg, spec.batch, c64(spec.a[0]), c64(spec.b[0]), c64(gm.c_off), gm.blocks)
     gm.convert_out()
 

@@ -752,19 +752,7 @@ class Planner:
             if br.constvars:
                 raise Unsupported("LLVM backend: cond branches with constants are not supported yet")
             sub.append(Planner(ClosedJaxpr(br, []), self.gemm_spec, self.gemm_temps, self.gemm_min_flops).run())
-        args = []
-        for a in ops:
-            a = self.materialize(a, i)
-            view = self.storage(a)
-            if not view.is_full_contiguous():
-                tmp = Var(a.aval)
-                cg = self.new_group("loop", [], i, shape=a.aval.shape, closed=True)
-                self.read(a, cg)
-                cg.nests = [Nest(a.aval.shape, [], [(a, self.storage(tmp), "store")])]
-                cg.out = tmp
-                self.producer[tmp] = cg
-                a = tmp
-            args.append(a)
+        args = [self.contiguous(a, i) for a in ops]
         e = Eqn(e.primitive, [index, *args], e.outvars, e.params)
         self._pos[id(e)] = i
         g = self.new_group("cond", [e], i, closed=True)
@@ -798,7 +786,7 @@ class Planner:
         ping-pong partner of the carry's own output buffer) and, for while, the predicate."""
         subs = [Planner(ClosedJaxpr(j, []), self.gemm_spec, self.gemm_temps, self.gemm_min_flops).run()
                 for j in bodies]
-        args = [self._contiguous(a, i) for a in e.inputs]
+        args = [self.contiguous(a, i) for a in e.inputs]
         e = Eqn(e.primitive, args, e.outvars, e.params)
         self._pos[id(e)] = i
         g = self.new_group(kind, [e], i, closed=True)
@@ -817,9 +805,9 @@ class Planner:
             g.temps["flag"] = Buf("scratch", -1, to_dtype("bool"), 1)
         return g
 
-    def _contiguous(self, a, i: int) -> Var:
+    def contiguous(self, a, i: int) -> Var:
         """Atom ``a`` as a var stored as one whole contiguous buffer (a view of another is copied),
-        so that a sub-plan can take it as an argument."""
+        so that a sub-plan or a kernel with its own layout (sparse_dot) can take it as an argument."""
         a = self.materialize(a, i)
         if self.storage(a).is_full_contiguous():
             return a

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from compiler.ir.core import Eqn, Literal, ShapedArray, Var
+from compiler.ir.core import Eqn, Literal, ShapedArray
 from compiler.ir.core import dtype as to_dtype
 from compiler.primitives.sparse import parse_format
 
@@ -93,20 +93,10 @@ def sparse_temps(spec: SparseSpec) -> dict:
 def plan_sparse(pl, e: Eqn, i: int) -> None:
     """One group: x through its view (any strides), compressed operands as contiguous buffers."""
     from .engine import host
-    from .plan import Nest as _Nest
     spec = sparse_spec(e, host().vector_bytes)
-    x, *w = (pl.materialize(a, i) for a in e.inputs)
-    ops = []
-    for a in w:
-        if not pl.storage(a).is_full_contiguous():
-            tmp = Var(a.aval)
-            cg = pl.new_group("loop", [], i, shape=a.aval.shape, closed=True)
-            pl.read(a, cg)
-            cg.nests = [_Nest(a.aval.shape, [], [(a, pl.storage(tmp), "store")])]
-            cg.out = tmp
-            pl.producer[tmp] = cg
-            a = tmp
-        ops.append(a)
+    x, *w = e.inputs
+    x = pl.materialize(x, i)
+    ops = [pl.contiguous(a, i) for a in w]
     e = Eqn(e.primitive, [x, *ops], e.outvars, e.params)
     pl._pos[id(e)] = i
     g = pl.new_group("sparse", [e], i, closed=True)

@@ -348,7 +348,6 @@ def loop_programs(draw):
 def test_random_loop_programs(prog):
     kind, shape, dtypes, ops, y_src, length, reverse, seed = prog
     rng = np.random.default_rng(seed)
-    nc = len(dtypes)
 
     def values(shape, dtype):
         if dtype.startswith("int"):
