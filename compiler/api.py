@@ -196,7 +196,6 @@ class Jitted:
         self._remember_native(lowered, args, leaves, kwargs)
         return tree_unflatten(lowered.out_tree, outs)
 
-
     def _remember_native(self, lowered: Lowered, args, leaves, kwargs) -> None:
         """Arm the hot path when the call was plain: positional arrays only, compiled natively."""
         call_if_exact = getattr(lowered._compiled, "call_if_exact", None)
