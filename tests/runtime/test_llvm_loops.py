@@ -384,6 +384,8 @@ def test_random_loop_programs(prog):
 def test_rnn_example_runs_without_falling_back(tmp_path):
     """examples/rnn_scan.py (forward, training step and evaluation all jitted) with every
     RuntimeWarning an error: the interpreter fallback would warn."""
+    pytest.importorskip("matplotlib")              # the example plots (the `examples` extra)
+    pytest.importorskip("tqdm")
     import os
     import subprocess
     import sys
