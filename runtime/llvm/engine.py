@@ -59,9 +59,11 @@ class _Engine:
                                                  opt=3, jit=True)
 
     def symbol_address(self, name: str) -> int | None:
-        if name.startswith("tracejit_"):              # the thread pool's runtime (threads.py)
-            from . import threads
-            return threads.symbols().get(name)
+        if name.startswith("tracejit_"):              # tracejit's own runtimes
+            from . import mathlib, threads
+            if name in mathlib.RUNTIME_SYMBOLS:       # out-of-line exp/log (mathlib.py)
+                return mathlib.runtime_symbols().get(name)
+            return threads.symbols().get(name)         # the thread pool (threads.py)
         for lib in (self.libmvec, self.libm):
             if lib is not None:
                 try:

@@ -14,7 +14,6 @@ argument) and splits or pads its vectors to the variant's width.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import os
@@ -82,27 +81,50 @@ def call(cx, name: str, args: list, double: bool):
 
 # In long loops the kernels are inlined (no call, no spilled registers: the sigmoid-of-logs chain
 # runs ~1.4x faster than through calls); in short ones, where run time is microseconds, every use
-# calls one shared copy, so LLVM does not optimize and compile a copy per use (a fresh 50-op
-# function on f32[1024] with 10 exps compiles in ~16 ms instead of ~35).
+# calls the process-wide copy (runtime_symbols), so LLVM does not optimize and compile a copy per
+# use (a fresh 50-op function on f32[1024] with 10 exps compiles in ~14 ms instead of ~35).
 INLINE_MIN_ELEMS = 1 << 14
 
 
 def _own_function(cx, name: str, kernel):
-    """The module's one copy of an own kernel, ``<16 x float> tracejit_<name>f16(<16 x float>)``,
-    called like a libmvec function."""
-    sym = f"tracejit_{name}f16"
-    module = cx.kg.module
-    fn = module.globals.get(sym)
-    if fn is None:
-        fn = ir.Function(module, ir.FunctionType(V16, [V16]), name=sym)
-        fn.linkage = "internal"
-        fn.attributes.add("nounwind")
-        fn.attributes.add("noinline")
-        body = copy.copy(cx)
-        body.b = ir.IRBuilder(fn.append_basic_block("entry"))
-        body.W = 16
-        body.b.ret(kernel(body, fn.args[0]))
-    return fn
+    """``<16 x float> tracejit_<name>f16(<16 x float>)``: a kernel of the process-wide math runtime
+    (compiled once, see ``runtime_symbols``), declared here and called like a libmvec function."""
+    return cx.declare(f"tracejit_{name}f16", V16, [V16])
+
+
+RUNTIME_SYMBOLS = ("tracejit_expf16", "tracejit_logf16")
+_RUNTIME: dict = {}
+
+
+class _RuntimeModule:
+    """Just enough of a KernelGen for the kernels: a module to declare intrinsics in, a builder."""
+
+    def __init__(self, module: ir.Module):
+        self.module, self.b = module, None
+
+    def declare(self, name: str, ret, args):
+        fn = self.module.globals.get(name)
+        return fn if fn is not None else ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+
+def runtime_symbols() -> dict:
+    """Addresses of the own kernels as out-of-line functions, compiled and linked once per process:
+    short loops call them, so each program's module stays small (and quick to compile)."""
+    if not _RUNTIME:
+        from .codegen import Lanes
+        eng = engine()
+        module = ir.Module(name="tracejit_math")
+        module.triple = eng.host.triple
+        module.data_layout = str(eng.opt_machine.target_data)
+        holder = _RuntimeModule(module)
+        for name, kernel in (("exp", own_exp), ("log", own_log)):
+            fn = ir.Function(module, ir.FunctionType(V16, [V16]), name=f"tracejit_{name}f16")
+            fn.attributes.add("nounwind")
+            holder.b = ir.IRBuilder(fn.append_basic_block("entry"))
+            holder.b.ret(kernel(Lanes(holder, 16), fn.args[0]))
+        tracker, addresses = eng.link(eng.optimize(str(module)), [], list(RUNTIME_SYMBOLS))
+        _RUNTIME.update(addresses, tracker=tracker)        # the tracker keeps the code loaded
+    return {k: v for k, v in _RUNTIME.items() if k in RUNTIME_SYMBOLS}
 
 
 def in_lanes(b, fn, args: list, lanes: int):
