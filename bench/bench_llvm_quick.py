@@ -4,22 +4,19 @@
 
 Prints a markdown table of best (and median) wall times. Needs only numpy (threadpoolctl, if
 installed, names the BLAS kernel and pins BLAS to one thread for the equal-thread comparison; the
-LLVM kernels run on one thread). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set in some environments for
+LLVM kernels are set to one thread). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set in some environments for
 old OpenBLAS builds, halving BLAS speed) are removed by re-executing the script without them.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import sys
 import time
 
-_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if any(v in os.environ for v in _BLAS_VARS) and not os.environ.get("_BENCH_REEXEC"):
-    env = {k: v for k, v in os.environ.items() if k not in _BLAS_VARS}
-    env["_BENCH_REEXEC"] = "1"
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+from benchutil import best_and_median as times, full_speed_blas  # noqa: E402
+
+if __name__ == "__main__":
+    full_speed_blas()
 
 import numpy as np  # noqa: E402
 
@@ -27,16 +24,6 @@ import compiler as tj  # noqa: E402
 import compiler.numpy as cnp  # noqa: E402
 import runtime  # noqa: E402
 from runtime import llvm  # noqa: E402
-
-
-def times(fn, repeat: int) -> tuple[float, float]:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts), statistics.median(ts)
 
 
 def chain(x):
@@ -62,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
+    llvm.set_num_threads(1)          # the one-thread comparison this script is for (run.py does both)
     rows = []
     rng = np.random.default_rng(0)
     for logn in (20, 23):

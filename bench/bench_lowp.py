@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
-import time
 
-_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if __name__ == "__main__" and any(v in os.environ for v in _BLAS_VARS) and not os.environ.get("_BENCH_REEXEC"):
-    env = {k: v for k, v in os.environ.items() if k not in _BLAS_VARS}
-    env["_BENCH_REEXEC"] = "1"
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+from benchutil import best_and_median as best, full_speed_blas  # noqa: E402
+
+if __name__ == "__main__":
+    full_speed_blas()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -38,16 +35,6 @@ from runtime import llvm  # noqa: E402
 from runtime.llvm import engine, intgemm  # noqa: E402
 
 SECTION = "## Low precision (bench/bench_lowp.py)"
-
-
-def best(fn, repeat: int) -> tuple[float, float]:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts), statistics.median(ts)
 
 
 def one_blas_thread():

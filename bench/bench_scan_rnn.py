@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -25,14 +24,7 @@ import compiler as tj  # noqa: E402
 import compiler.numpy as cnp  # noqa: E402
 from compiler import lax, nn  # noqa: E402
 
-
-def times(fn, repeat: int) -> tuple[float, float]:
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts), statistics.median(ts)
+from benchutil import best_and_median as times  # noqa: E402
 
 
 def rnn(p, xs):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 if __name__ == "__main__":        # BLAS at its real speed (notes/llvmlite.md): unset before numpy loads
     for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
@@ -27,15 +26,11 @@ from compiler.passes import prune, sparsify  # noqa: E402
 from runtime.llvm.engine import host  # noqa: E402
 from runtime.llvm.sparse import sparse_spec  # noqa: E402
 
+from benchutil import best_and_median  # noqa: E402
+
 
 def _best(fn, args, repeat: int) -> float:
-    fn(*args)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_and_median(lambda: fn(*args), repeat)[0]
 
 
 def _blas_one_thread():

@@ -27,11 +27,10 @@ import time
 import traceback
 import warnings
 
-_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if __name__ == "__main__" and any(v in os.environ for v in _BLAS_VARS) and not os.environ.get("_BENCH_REEXEC"):
-    env = {k: v for k, v in os.environ.items() if k not in _BLAS_VARS}
-    env["_BENCH_REEXEC"] = "1"
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+from benchutil import BLAS_VARS as _BLAS_VARS, full_speed_blas  # noqa: E402
+
+if __name__ == "__main__":
+    full_speed_blas()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
