@@ -158,6 +158,12 @@ entry:
   br label %wait
 wait:
   %seen = phi i32 [ %g0, %entry ], [ %g, %finish ], [ %g, %take ]
+  ; quit is checked before waiting too: a worker that starts after stop() bumped its generation
+  ; would otherwise wait for a change that never comes (stop sets quit before the bump)
+  %q0 = load atomic i32, ptr @tj_quit acquire, align 4
+  %quitting = icmp ne i32 %q0, 0
+  br i1 %quitting, label %exit, label %sleep
+sleep:
   %ticks = load atomic i64, ptr @tj_idle_ticks monotonic, align 8
   call void @wait_while_eq(ptr %genp, i32 %seen, ptr %sleepp, i64 %ticks)
   %g = load atomic i32, ptr %genp acquire, align 4

@@ -94,6 +94,21 @@ def test_env_default():
     assert out.stdout.strip() == str(len(os.sched_getaffinity(0))), out.stderr
 
 
+def test_exit_right_after_workers_start_does_not_hang():
+    """A worker created just before exit (set_num_threads(2) as the last statement) may start
+    after stop() has woken the others: it must still see the quit flag, so the process exits."""
+    code = ("import numpy as np, compiler as tj, compiler.numpy as cnp\n"
+            "from runtime import llvm\n"
+            "llvm.set_num_threads(1)\n"
+            "tj.jit(lambda x: cnp.exp(x) * 2)(np.ones(64, np.float32))\n"
+            "llvm.set_num_threads(2)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+
+
 def test_small_programs_stay_single_threaded(two_threads):
     x = np.ones(1000, np.float32)
     closed = tj.make_jaxpr(lambda x: cnp.sin(x) * 2 + 1)(x)
