@@ -72,6 +72,22 @@ def gemm_rows(sizes, repeat):
     return rows
 
 
+def measured(closed, variants, x, repeat):
+    """For each (name, program) on the LLVM backend: (name, program, (best, median) s, speed-up over
+    the first (float) program, quantization_report against ``closed``, argmax agreement with the
+    interpreter's float result, the matmul kernel it runs)."""
+    ref = runtime.eval_jaxpr(closed, x)[0]
+    t_float = None
+    for name, prog in variants:
+        fn = runtime.compile(prog, "llvm")
+        out = fn(x)[0]
+        t = best(lambda: fn(x), repeat)
+        t_float = t_float or t
+        agree = float(np.mean(out.argmax(1) == ref.argmax(1)))
+        kernel = "int8 VNNI" if "vpdpbusd" in llvm.llvm_ir(prog) else "f32 GEMM"
+        yield name, prog, t, t_float[0] / t[0], quantization_report(closed, prog, [(x,)]), agree, kernel
+
+
 def mlp_rows(batch, repeat):
     """784-128-10 MLP, Kaiming-initialised weights, pixel-like inputs in [0, 1] (synthetic)."""
     rng = np.random.default_rng(1)
@@ -88,18 +104,9 @@ def mlp_rows(batch, repeat):
                 ("int8 weights, f32 compute", quantize(closed, "int8")),
                 ("int4 weights, f32 compute", quantize(closed, "int4")),
                 ("fp8 e4m3 weights, f32 compute", quantize(closed, "fp8"))]
-    ref = runtime.eval_jaxpr(closed, x)[0]
-    t_float = None
     rows = []
-    for name, prog in variants:
-        fn = runtime.compile(prog, "llvm")
-        out = fn(x)[0]
-        t = best(lambda: fn(x), repeat)
-        t_float = t_float or t
-        rep = quantization_report(closed, prog, [(x,)])
-        agree = float(np.mean(out.argmax(1) == ref.argmax(1)))
-        kernel = "int8 VNNI" if "vpdpbusd" in llvm.llvm_ir(prog) else "f32 GEMM"
-        rows.append(f"| {name} | {t[0] * 1e3:.3f} | {t_float[0] / t[0]:.2f}x | {rep.relative_error:.2e} "
+    for name, prog, t, speedup, rep, agree, kernel in measured(closed, variants, x, repeat):
+        rows.append(f"| {name} | {t[0] * 1e3:.3f} | {speedup:.2f}x | {rep.relative_error:.2e} "
                     f"| {rep.max_abs_error:.2e} | {agree:.3f} | {rep.weight_bytes_quantized:,} | {kernel} |")
     return rows
 
@@ -126,26 +133,28 @@ def cnn_rows(batch, repeat):
                  quantize(closed, "int8", "int8", calibration=calib)),
                 ("int8 weights + int8 activations (dynamic scales)", quantize(closed, "int8", "int8")),
                 ("int8 weights, f32 compute", quantize(closed, "int8"))]
-    ref = runtime.eval_jaxpr(closed, x)[0]
-    t_float = None
     rows = []
-    for name, prog in variants:
-        fn = runtime.compile(prog, "llvm")
-        out = fn(x)[0]
-        t = best(lambda: fn(x), repeat)
-        t_float = t_float or t
-        rep = quantization_report(closed, prog, [(x,)])
-        agree = float(np.mean(out.argmax(1) == ref.argmax(1)))
+    for name, prog, t, speedup, rep, agree, kernel in measured(closed, variants, x, repeat):
         n_int = sum(e.primitive.name == "conv_general_dilated" and e.outvars[0].aval.dtype == DTYPES["i32"]
                     for e in prog.eqns)
-        kernel = ("int8 VNNI" if "vpdpbusd" in llvm.llvm_ir(prog) else "f32 GEMM") + f" ({n_int}/2 convs int8)"
-        rows.append(f"| {name} | {t[0] * 1e3:.3f} | {t[1] * 1e3:.3f} | {t_float[0] / t[0]:.2f}x | "
-                    f"{rep.relative_error:.2e} | {rep.max_abs_error:.2e} | {agree:.3f} | {kernel} |")
+        rows.append(f"| {name} | {t[0] * 1e3:.3f} | {t[1] * 1e3:.3f} | {speedup:.2f}x | "
+                    f"{rep.relative_error:.2e} | {rep.max_abs_error:.2e} | {agree:.3f} | "
+                    f"{kernel} ({n_int}/2 convs int8) |")
     return rows
 
 
 def run(quick: bool) -> str:
-    """The benchmark as a markdown section (quick: small sizes and few repeats, a smoke run)."""
+    """The benchmark as a markdown section (quick: small sizes and few repeats, a smoke run), with
+    tracejit's kernels on one thread like every other runner."""
+    threads = llvm.get_num_threads()
+    llvm.set_num_threads(1)
+    try:
+        return _section(quick)
+    finally:
+        llvm.set_num_threads(threads)
+
+
+def _section(quick: bool) -> str:
     sizes, repeat, batch = ((128, 256), 3, 64) if quick else ((256, 512, 1024), 20, 256)
     host = engine.host()
     _, blas_note = one_blas_thread()

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 import compiler as tj  # noqa: E402
 import runtime  # noqa: E402
+from runtime import llvm  # noqa: E402
 from compiler.passes import prune, sparsify  # noqa: E402
 from runtime.llvm.engine import host  # noqa: E402
 from runtime.llvm.sparse import sparse_spec  # noqa: E402
@@ -71,6 +72,16 @@ def _case(m: int, k: int, n: int, structure: str, sparsity: float, repeat: int, 
 
 
 def run(quick: bool = False) -> str:
+    """The markdown section, with tracejit's kernels on one thread like BLAS."""
+    threads = llvm.get_num_threads()
+    llvm.set_num_threads(1)
+    try:
+        return _section(quick)
+    finally:
+        llvm.set_num_threads(threads)
+
+
+def _section(quick: bool) -> str:
     repeat = 3 if quick else 15
     sizes = [(64, 128, 128)] if quick else [(256, 512, 512), (256, 1024, 1024), (512, 2048, 2048)]
     csr_size = (64, 128, 128) if quick else (256, 1024, 1024)
