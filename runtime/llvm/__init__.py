@@ -15,7 +15,7 @@ import llvmlite.binding
 from compiler.ir.core import ClosedJaxpr, ShapedArray
 
 from . import diskcache, engine as _engine, gemm, mathlib, plan, threads as _threads
-from .abi import NativeFunction, cfunction, prepare_consts
+from .abi import OBJECT_ENTRY, NativeFunction, cfunction, prepare_consts
 from .codegen import generate
 from .rules import LOWERED
 from .threads import get_num_threads, set_num_threads
@@ -35,10 +35,15 @@ class Kernel:
     scratch_bytes: int
     ir: str | None                # the generated IR (None when the object came from the disk cache)
     tracker: object
-    cfunc: object                 # kernel(buffer pointers...)
-    entry: object                 # entry(array objects...)
+    cfunc: object                 # kernel(buffer pointers...), where numpy arrays are not read natively
+    entry: object                 # entry(array objects...), where they are (abi.OBJECT_ENTRY); else None
     seconds: dict = field(default_factory=dict)
     threads: int = 1              # > 1: runs on up to this many threads (see threads.py)
+    pipeline: str = "full"        # the LLVM optimization it got: "full" | "light" (codegen.pipeline_for)
+
+
+_ENTRY = "objects" if OBJECT_ENTRY else "pointers"     # what the kernel exports: see codegen.KernelGen.finish
+_EXPORT = "entry" if OBJECT_ENTRY else "kernel"
 
 
 def _plan(closed: ClosedJaxpr, threads: int | None = None):
@@ -50,8 +55,8 @@ def _plan(closed: ClosedJaxpr, threads: int | None = None):
 
 def llvm_ir(closed: ClosedJaxpr, optimized: bool = False) -> str:
     """The LLVM IR of the program's kernel (as generated, or after the optimization pipeline)."""
-    text, _ = generate(_plan(closed))
-    return _engine.engine().optimize(text) if optimized else text
+    gen = generate(_plan(closed), _ENTRY)
+    return _engine.engine().optimize(gen.text, gen.pipeline) if optimized else gen.text
 
 
 def plan_summary(closed: ClosedJaxpr, threads: int | None = None) -> dict:
@@ -67,41 +72,47 @@ def plan_summary(closed: ClosedJaxpr, threads: int | None = None) -> dict:
 def _disk_key(closed: ClosedJaxpr, signature: tuple, threads: int) -> str:
     host = _engine.host()
     return diskcache.make_key(str(closed.jaxpr), repr(signature), f"threads={threads}",
-                              f"own_math={mathlib.OWN_KERNELS}", host.triple, host.cpu,
+                              f"own_math={mathlib.OWN_KERNELS}", f"export={_EXPORT}", host.triple, host.cpu,
                               host.features, f"llvmlite {llvmlite.__version__}",
                               "llvm " + ".".join(map(str, llvmlite.binding.llvm_version_info)))
 
 
-def _build(closed: ClosedJaxpr, threads: int, signature: tuple) -> Kernel:
+def _build(closed: ClosedJaxpr, threads: int, signature: tuple, pipeline: str | None = None) -> Kernel:
     """Plan, generate, optimize and compile to an object, then JIT-link it; with the disk cache on,
-    a previous process's object for the same key is linked instead (only the link is paid)."""
+    a previous process's object for the same key is linked instead (only the link is paid).
+    ``pipeline`` overrides codegen.pipeline_for (tests compare the two; not cached on disk)."""
     eng = _engine.engine()
     t0 = time.perf_counter()
-    key = _disk_key(closed, signature, threads) if diskcache.cache_dir() is not None else None
+    key = _disk_key(closed, signature, threads) if diskcache.cache_dir() is not None and pipeline is None else None
     cached = diskcache.load(key) if key is not None else None
     if cached is not None:
         obj, meta, text = cached.obj, cached.meta, None       # the IR is not kept on disk
         scratch_bytes, externals, planned = meta["scratch_bytes"], meta["externals"], meta["threads"]
+        used = meta.get("pipeline", "full")
         t1 = t2 = time.perf_counter()
     else:
         plan = _plan(closed, threads)
-        text, externals = generate(plan)
+        gen = generate(plan, _ENTRY)
+        text, externals = gen.text, gen.externals
         t1 = time.perf_counter()
-        obj = eng.compile_object(text)
+        used = pipeline or gen.pipeline
+        obj = eng.compile_object(text, used)
         t2 = time.perf_counter()
         scratch_bytes, planned = plan.scratch_bytes, plan.threads
         if key is not None:
             diskcache.store(key, obj, {"scratch_bytes": scratch_bytes, "externals": list(externals),
-                                       "threads": planned})
-    tracker, addresses = eng.link_object(obj, externals, ["kernel", "entry"])
+                                       "threads": planned, "pipeline": used})
+    tracker, addresses = eng.link_object(obj, externals, [_EXPORT])
     t3 = time.perf_counter()
     jaxpr = closed.jaxpr
     nargs = len(jaxpr.invars) + len(jaxpr.constvars) + len(jaxpr.outvars) + 1
+    address = addresses[_EXPORT]
     return Kernel([v.aval for v in jaxpr.invars], [v.aval for v in jaxpr.constvars],
                   [a.aval for a in jaxpr.outvars], scratch_bytes, text, tracker,
-                  cfunction(addresses["kernel"], nargs), cfunction(addresses["entry"], nargs, objects=True),
+                  None if OBJECT_ENTRY else cfunction(address, nargs),
+                  cfunction(address, nargs, objects=True) if OBJECT_ENTRY else None,
                   {"codegen": t1 - t0, "optimize": t2 - t1, "link": t3 - t2, "disk_cache_hit": cached is not None},
-                  planned)
+                  planned, used)
 
 
 def compile_llvm(closed: ClosedJaxpr) -> NativeFunction:

@@ -55,7 +55,7 @@ def _data_offset_works() -> bool:
     return all(ctypes.c_void_p.from_address(id(a) + ARRAY_DATA_OFFSET).value == a.ctypes.data for a in probes)
 
 
-_OBJECT_ENTRY = _data_offset_works()
+OBJECT_ENTRY = _data_offset_works()
 _NO_SCRATCH = np.empty(64, np.uint8)           # never touched by a kernel that needs no scratch
 
 
@@ -94,7 +94,7 @@ class NativeFunction:
     def _specialize_hot_path(self) -> None:
         """For the common kernel (object entry, no scratch) replace ``call_if_exact`` by one flat
         function: the same checks as _fast_check, with no further Python calls before native code."""
-        if not _OBJECT_ENTRY or self.kernel.scratch_bytes:
+        if not OBJECT_ENTRY or self.kernel.scratch_bytes:
             return
         in_specs, out_specs = tuple(self._in_specs), tuple(self._out_specs)
         n, consts, entry, empty, ndarray = len(in_specs), tuple(self.consts), self.kernel.entry, np.empty, np.ndarray
@@ -130,7 +130,7 @@ class NativeFunction:
 
     def _run(self, arrays, outs, scratch) -> None:
         k = self.kernel
-        if _OBJECT_ENTRY:
+        if OBJECT_ENTRY:
             k.entry(*arrays, *self.consts, *outs, scratch)
         else:
             k.cfunc(*[a.ctypes.data for a in arrays], *self._const_ptrs, *[o.ctypes.data for o in outs],

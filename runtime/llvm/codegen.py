@@ -14,6 +14,7 @@ read and written lane by lane, never with masked loads/stores (see KernelGen.loa
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -484,18 +485,30 @@ class KernelGen:
     def loop(self, n, start: int = 0, step: int = 1, reverse: bool = False):
         return counted_loop(self.b, n, start, step, reverse)
 
-    def finish(self) -> str:
-        """The entry points: ``kernel`` (buffer pointers) calls every group's function in schedule
-        order; ``entry`` takes numpy array objects and reads each one's data pointer itself, which
-        saves the ~1 us that ``arr.ctypes.data`` costs per argument on the Python side."""
+    def finish(self, entry: str = "objects") -> str:
+        """The exported function. ``kernel`` (buffer pointers) calls every group's function in
+        schedule order. With ``entry="objects"`` the export is ``entry``, which takes numpy array
+        objects and reads each one's data pointer itself (saving the ~1 us that ``arr.ctypes.data``
+        costs per argument on the Python side) with ``kernel`` inlined into it; ``"pointers"``
+        exports ``kernel`` itself. A lone group is inlined too: LLVM's code generator pays close to
+        a millisecond per function, the larger part of a small program's compile time."""
         if self.threads > 1:
             kernel = self.finish_threaded()
         else:
+            if len(self.parts) == 1:
+                self.parts[0].attributes.discard("noinline")
+                self.parts[0].attributes.add("alwaysinline")
             self.begin("kernel", internal=False)
             for part in self.parts:
                 self.b.call(part, list(self.fn.args))
             self.end()
             kernel = self.fn
+        if entry == "pointers":
+            return str(self.module)
+        if entry != "objects":
+            raise ValueError(f"entry must be 'objects' or 'pointers', got {entry!r}")
+        kernel.linkage = "internal"
+        kernel.attributes.add("alwaysinline")
         self.begin("entry", internal=False)
         b = self.b
         data = [b.load(b.gep(a, [ir.Constant(I64, ARRAY_DATA_OFFSET)], source_etype=I8), typ=PTR)
@@ -1574,8 +1587,29 @@ def emit_loop(kg: KernelGen, g: Group, k: int) -> None:
     kg.end()
 
 
-def generate(plan: Plan) -> tuple[str, list[str]]:
-    """The LLVM IR text of the plan's kernel and the external symbols it calls."""
+def pipeline_for(plan: Plan) -> str:
+    """The optimization pipeline a plan's kernel needs (engine._optimized_module): ``"full"`` (O3)
+    when it runs a GEMM (dense, int8 or sparse; convolutions run on the GEMM), whose blocked loops
+    lose up to 1.5x without it (measured: f64 128^3 matmul 0.053 -> 0.082 ms); ``"light"`` otherwise,
+    since every other loop is written here as vector code already and measured as fast either way."""
+    for g in plan.groups:
+        if g.kind == "sparse" or (g.kind == "dot" and g.gemm is not None):
+            return "full"
+        if any(pipeline_for(sub) == "full" for sub in g.branches):
+            return "full"
+    return "light"
+
+
+@dataclass
+class Generated:
+    text: str                    # the module's LLVM IR
+    externals: list[str]         # the outside symbols it calls
+    pipeline: str                # "full" | "light": see pipeline_for
+
+
+def generate(plan: Plan, entry: str = "objects") -> Generated:
+    """The LLVM IR of the plan's kernel, exporting ``entry`` (array objects) or ``kernel`` (buffer
+    pointers): see KernelGen.finish."""
     kg = KernelGen(plan)
     emit_groups(kg)
-    return kg.finish(), sorted(kg.externals)
+    return Generated(kg.finish(entry), sorted(kg.externals), pipeline_for(plan))

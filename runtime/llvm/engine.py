@@ -52,11 +52,12 @@ class _Engine:
         self.libm = _open("m")
         self.jit = llvm.create_lljit_compiler(self._machine())
         self.opt_machine = self._machine()
+        self.light_machine = self._machine(codegen_opt=1)   # code generation for the "light" pipeline
         self.names = itertools.count()
 
-    def _machine(self):
+    def _machine(self, codegen_opt: int = 3):
         return self.target.create_target_machine(cpu=self.host.cpu, features=self.host.features,
-                                                 opt=3, jit=True)
+                                                 opt=codegen_opt, jit=True)
 
     def symbol_address(self, name: str) -> int | None:
         if name.startswith("tracejit_"):              # tracejit's own runtimes
@@ -72,23 +73,39 @@ class _Engine:
                     pass
         return None
 
-    def _optimized_module(self, ir_text: str):
+    def _optimized_module(self, ir_text: str, pipeline: str = "full"):
+        """Parse, verify and optimize. ``"full"`` is LLVM's O3 pipeline (with both vectorizers);
+        ``"light"`` only inlines what is marked always-inline and cleans up (SROA, instcombine,
+        simplifycfg), and compile_object then generates code at O1 rather than O3: enough for code
+        that codegen already wrote as vector loops (measured as fast), at about half the LLVM time,
+        which is most of a small program's compile latency (see codegen.pipeline_for)."""
         mod = llvm.parse_assembly(ir_text)
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
         pto.slp_vectorization = True
         pto.loop_vectorization = True
         pb = llvm.create_pass_builder(self.opt_machine, pto)
-        pb.getModulePassManager().run(mod, pb)
+        if pipeline == "light":
+            mpm = llvm.create_new_module_pass_manager()
+            mpm.add_always_inliner_pass()
+            mpm.add_sroa_pass()
+            mpm.add_instruction_combine_pass()
+            mpm.add_simplify_cfg_pass()
+        elif pipeline == "full":
+            mpm = pb.getModulePassManager()
+        else:
+            raise ValueError(f"unknown optimization pipeline {pipeline!r}; expected 'full' or 'light'")
+        mpm.run(mod, pb)
         return mod
 
-    def optimize(self, ir_text: str) -> str:
-        return str(self._optimized_module(ir_text))
+    def optimize(self, ir_text: str, pipeline: str = "full") -> str:
+        return str(self._optimized_module(ir_text, pipeline))
 
-    def compile_object(self, ir_text: str) -> bytes:
+    def compile_object(self, ir_text: str, pipeline: str = "full") -> bytes:
         """Optimize and compile to relocatable machine code (what the disk cache stores); going
         straight from the optimized module to an object skips printing and re-parsing the IR."""
-        return self.opt_machine.emit_object(self._optimized_module(ir_text))
+        machine = self.opt_machine if pipeline == "full" else self.light_machine
+        return machine.emit_object(self._optimized_module(ir_text, pipeline))
 
     def link(self, ir_text: str, externals: list[str], entries: list[str], imports: dict | None = None):
         """JIT-link optimized IR; returns (resource tracker, {entry name: address}). ``externals`` are

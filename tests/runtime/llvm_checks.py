@@ -27,8 +27,11 @@ def guarded_call(fn, *args):
         raws.append(raw)
         outs.append(raw[GUARD:raw.size - GUARD].view(aval.dtype.np).reshape(aval.shape))
     scratch = np.full(k.scratch_bytes + 2 * GUARD, 0xAB, np.uint8)
-    k.cfunc(*[a.ctypes.data for a in arrays], *fn._const_ptrs, *[o.ctypes.data for o in outs],
-            scratch[GUARD:].ctypes.data)
+    if k.entry is not None:                    # the export reads each array object's data pointer
+        k.entry(*arrays, *fn.consts, *outs, scratch[GUARD:])
+    else:
+        k.cfunc(*[a.ctypes.data for a in arrays], *fn._const_ptrs, *[o.ctypes.data for o in outs],
+                scratch[GUARD:].ctypes.data)
     for raw in raws + [scratch]:
         assert (raw[:GUARD] == 0xAB).all() and (raw[raw.size - GUARD:] == 0xAB).all(), "kernel wrote out of bounds"
     return outs

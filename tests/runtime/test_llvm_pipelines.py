@@ -1,0 +1,79 @@
+"""The two LLVM optimization pipelines: which programs get which, and that the cheap one computes
+what O3 computes (it only saves compile time; see codegen.pipeline_for)."""
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+import compiler as tj
+import compiler.lax as lax
+import compiler.numpy as cnp
+import runtime
+from runtime import llvm
+from runtime.llvm import codegen
+from runtime.llvm.abi import NativeFunction
+
+from llvm_checks import guarded_call
+
+
+def plan_of(f, *args, threads=1):
+    return llvm._plan(tj.make_jaxpr(f)(*args), threads)
+
+
+def compiled_with(pipeline, f, *args):
+    closed = tj.make_jaxpr(f)(*args)
+    sig = tuple(str(v.aval) for v in closed.jaxpr.invars)
+    kernel = llvm._build(closed, 1, sig, pipeline=pipeline)
+    assert kernel.pipeline == pipeline
+    return NativeFunction(kernel, llvm.prepare_consts([v.aval for v in closed.jaxpr.constvars], closed.consts))
+
+
+def chain(x):
+    return lax.logistic(0.75 * cnp.log(x / 2) + x + cnp.log(3 * x))
+
+
+def test_elementwise_and_reductions_get_the_light_pipeline():
+    x = np.ones((64, 48), np.float32)
+    assert codegen.pipeline_for(plan_of(chain, x)) == "light"
+    assert codegen.pipeline_for(plan_of(lambda x: cnp.sum(cnp.exp(x), axis=1), x)) == "light"
+    assert codegen.pipeline_for(plan_of(lambda x: cnp.cumsum(x, axis=0) + x.T.sum(), x)) == "light"
+
+
+def test_gemm_programs_get_o3_even_inside_control_flow():
+    a = np.ones((128, 128), np.float32)
+    assert codegen.pipeline_for(plan_of(lambda a: a @ a, a)) == "full"
+
+    def body(carry, _):
+        return carry @ carry * 0.5, None
+    assert codegen.pipeline_for(plan_of(lambda a: lax.scan(body, a, None, length=3)[0], a)) == "full"
+    assert codegen.pipeline_for(plan_of(lambda a: lax.cond(a[0, 0] > 0, lambda a: a @ a, lambda a: a, a), a)) \
+        == "full"
+
+
+def test_a_lone_group_is_one_native_function():
+    """The kernel of a single fused loop is inlined into the exported function: code generation
+    costs close to a millisecond per function."""
+    x = np.ones(1000, np.float32)
+    text = llvm.llvm_ir(tj.make_jaxpr(chain)(x), optimized=True)
+    defined = [line for line in text.splitlines() if line.startswith("define")]
+    assert len(defined) == 1, defined
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 300), st.sampled_from(["chain", "softmax", "norm", "cumsum"]), st.integers(0, 2**31 - 1))
+def test_light_and_full_pipelines_agree(n, which, seed):
+    """Equal up to where LLVM fuses a multiply and an add (FMA contraction is allowed, and O1 and O3
+    code generation choose differently): a few ulp."""
+    progs = {
+        "chain": chain,
+        "softmax": lambda x: cnp.exp(x - cnp.max(x, axis=-1, keepdims=True)) / cnp.sum(
+            cnp.exp(x - cnp.max(x, axis=-1, keepdims=True)), axis=-1, keepdims=True),
+        "norm": lambda x: (x - cnp.mean(x, axis=0)) / cnp.sqrt(cnp.var(x, axis=0) + 1e-5),
+        "cumsum": lambda x: cnp.cumsum(cnp.tanh(x), axis=-1) * 2.0,
+    }
+    f = progs[which]
+    x = np.random.default_rng(seed).uniform(0.1, 4.0, (3, n)).astype(np.float32)
+    light = guarded_call(compiled_with("light", f, x), x)
+    full = guarded_call(compiled_with("full", f, x), x)
+    ref = runtime.eval_jaxpr(tj.make_jaxpr(f)(x), x)
+    for a, b, r in zip(light, full, ref):
+        np.testing.assert_array_max_ulp(a, b, maxulp=4)
+        np.testing.assert_allclose(a, r, rtol=2e-5, atol=1e-6)
