@@ -141,7 +141,35 @@ def _broadcast_operands(*xs):
     return [x if _shape(x) in ((), shape) else broadcast_to(x, shape) for x in xs]
 
 
+def _same_type_operands(xs, to_float: bool):
+    """The common case without the general promotion and broadcasting machinery (a quarter of
+    tracing time): tracers of one strongly typed float type, and Python numbers, which become
+    literals of that type exactly as _promote would make them. None for anything else."""
+    aval = None
+    for x in xs:
+        if type(x) is Tracer:
+            a = x.ir_var.aval
+            if aval is None:
+                aval = a
+            elif a is not aval and a != aval:
+                return None
+    if aval is None or aval.weak_type or not aval.dtype.is_float:
+        return None
+    out = []
+    for x in xs:
+        if type(x) is Tracer:
+            out.append(x)
+        elif type(x) is float or type(x) is int:
+            out.append(np.asarray(x, aval.dtype.np)[()])
+        else:
+            return None
+    return out
+
+
 def _elementwise(prim, *xs, to_float: bool = False, to_bool: bool = False):
+    fast = None if to_bool else _same_type_operands(xs, to_float)
+    if fast is not None:
+        return prim.bind(*fast)
     xs = _broadcast_operands(*_promote(*xs, to_float=to_float, to_bool=to_bool))
     if builtins.all(_is_python_scalar(x) or isinstance(x, np.generic) for x in xs):
         xs = [np.asarray(x) for x in xs]
@@ -150,6 +178,8 @@ def _elementwise(prim, *xs, to_float: bool = False, to_bool: bool = False):
 
 def _unary(prim, to_float: bool = False):
     def fn(x):
+        if type(x) is Tracer and x.ir_var.aval.dtype.is_float:      # the common case
+            return prim.bind(x)
         x = _operand(x)
         if to_float and not aval_of(x).dtype.is_float:
             x = astype(x, DEFAULT_FLOAT)
