@@ -998,7 +998,8 @@ def emit_nest(kg: KernelGen, nest: Nest, split: bool = False) -> None:
                          (fz.add(ist, iv.offset, iv.dyn), iv.buf, axis_stride, n - 1)))
     dims = coalesce(nest.shape, fz.linears)
     dtypes = fz.dtypes() + [dst.buf.dtype for _, dst, _ in nest.outs]
-    w = 1 if nest.sequential or not dims else lanes_for(kg, dtypes, dims[-1][0])
+    w = 1 if not dims or (nest.sequential and not _lanes_never_collide(fz, outs)) else \
+        lanes_for(kg, dtypes, dims[-1][0])
     # chunks may only cut axes along which every destination moves: a zero stride (a window's
     # kernel axes, say) writes one element from many indices, which must stay on one thread
     allowed = {d for d in range(len(dims)) if all(fz.linears[k].strides[d] != 0 for _, _, k, _, _ in outs)}
@@ -1014,8 +1015,9 @@ def emit_nest(kg: KernelGen, nest: Nest, split: bool = False) -> None:
             v = cx.convert(v, src_dtype, buf.dtype)
             offset, stride = pt.bases[k], pt.lane_strides[k]
             if ind is not None:                     # scatter_add: clamped index, then read-modify-write
-                ki, ibuf, axis_stride, hi = ind
-                idx = cx.clamp_index(cx.convert(kg.load(cx, ibuf, pt.bases[ki]), ibuf.dtype, I64_DT), hi)
+                ki, ibuf, axis_stride, hi = ind     # (one index for all lanes: _lanes_never_collide)
+                one = Lanes(kg, 1)
+                idx = one.clamp_index(one.convert(kg.load(one, ibuf, pt.bases[ki]), ibuf.dtype, I64_DT), hi)
                 offset = b.add(offset, b.mul(idx, ir.Constant(I64, axis_stride)))
             if mode == "max":
                 old = kg.load(cx, buf, offset, stride, pt.mask)
@@ -1028,6 +1030,19 @@ def emit_nest(kg: KernelGen, nest: Nest, split: bool = False) -> None:
             kg.store(cx, v, buf, offset, stride, pt.mask)
 
     kg.walk(dims, fz.linears, w, body, split=split, allowed=allowed)
+
+
+def _lanes_never_collide(fz, outs) -> bool:
+    """May a sequential (scatter-add) nest run its last axis in vectors? Yes when along that axis
+    the index stays put and every destination moves: the lanes of one vector then update distinct
+    elements, and the rows, which may hit one element twice, still go one after another."""
+    for _, _, k, _, ind in outs:
+        strides = fz.linears[k].strides
+        if not strides or strides[-1] == 0:
+            return False
+        if ind is not None and fz.linears[ind[0]].strides[-1] != 0:
+            return False
+    return True
 
 
 def apply(cx: Lanes, name: str, args: list, d: DType):
@@ -1587,14 +1602,21 @@ def emit_loop(kg: KernelGen, g: Group, k: int) -> None:
     kg.end()
 
 
+LIGHT_MAX_ELEMS = 1 << 14
+
+
 def pipeline_for(plan: Plan) -> str:
-    """The optimization pipeline a plan's kernel needs (engine._optimized_module): ``"full"`` (O3)
-    when it runs a GEMM (dense, int8 or sparse; convolutions run on the GEMM), whose blocked loops
-    lose up to 1.5x without it (measured: f64 128^3 matmul 0.053 -> 0.082 ms); ``"light"`` otherwise,
-    since every other loop is written here as vector code already and measured as fast either way."""
+    """The optimization pipeline a plan's kernel gets (engine._optimized_module): ``"light"`` for a
+    small program, where compile time is what the user waits for: no array over LIGHT_MAX_ELEMS
+    elements, no GEMM (its flops grow faster than its arrays) and no while/scan loop (its trip count
+    multiplies the work). Everything else gets O3: its vector loops run the same either way, but a
+    scatter-add measured 3x, a column variance 1.2x and a fori_loop 1.1x slower without it."""
     for g in plan.groups:
-        if g.kind == "sparse" or (g.kind == "dot" and g.gemm is not None):
+        if g.kind in ("while", "scan", "sparse") or (g.kind == "dot" and g.gemm is not None):
             return "full"
+        for e in g.eqns:
+            if any(a.aval.size > LIGHT_MAX_ELEMS for a in list(e.inputs) + list(e.outvars)):
+                return "full"
         if any(pipeline_for(sub) == "full" for sub in g.branches):
             return "full"
     return "light"

@@ -76,9 +76,9 @@ class _Engine:
     def _optimized_module(self, ir_text: str, pipeline: str = "full"):
         """Parse, verify and optimize. ``"full"`` is LLVM's O3 pipeline (with both vectorizers);
         ``"light"`` only inlines what is marked always-inline and cleans up (SROA, instcombine,
-        simplifycfg), and compile_object then generates code at O1 rather than O3: enough for code
-        that codegen already wrote as vector loops (measured as fast), at about half the LLVM time,
-        which is most of a small program's compile latency (see codegen.pipeline_for)."""
+        simplifycfg), and compile_object then generates code at O1 rather than O3: about half the
+        LLVM time, which is most of a small program's compile latency. codegen.pipeline_for says
+        which programs get which."""
         mod = llvm.parse_assembly(ir_text)
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=3)

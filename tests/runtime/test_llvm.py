@@ -261,6 +261,20 @@ def test_gather_scatter_add(axis):
                            P["scatter_add"].bind(x, i, u, axis=axis)), x, idx, upd, rtol=1e-6)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 40), st.integers(1, 30), st.sampled_from(["f32", "f64", "i32", "f16"]),
+       st.integers(0, 2**31 - 1))
+def test_scatter_add_in_vectors_with_repeated_rows(rows, width, nidx, dt, seed):
+    """Scatter-add runs its trailing axis in vectors (one index per row): repeated and clamped
+    indices still add up in order, exactly as the interpreter's np.add.at."""
+    rng = np.random.default_rng(seed)
+    d = D(dt).np
+    x = (rng.standard_normal((rows, width)) * 4).astype(d)
+    idx = rng.integers(-2, rows + 2, nidx).astype(np.int32)
+    upd = (rng.standard_normal((nidx, width)) * 4).astype(d)
+    check(lambda x, i, u: PRIMITIVES["scatter_add"].bind(x, i, u, axis=0), x, idx, upd, rtol=0, atol=0)
+
+
 def test_dynamic_slices():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)

@@ -30,11 +30,21 @@ def chain(x):
     return lax.logistic(0.75 * cnp.log(x / 2) + x + cnp.log(3 * x))
 
 
-def test_elementwise_and_reductions_get_the_light_pipeline():
+def test_small_elementwise_and_reduction_programs_get_the_light_pipeline():
     x = np.ones((64, 48), np.float32)
     assert codegen.pipeline_for(plan_of(chain, x)) == "light"
     assert codegen.pipeline_for(plan_of(lambda x: cnp.sum(cnp.exp(x), axis=1), x)) == "light"
     assert codegen.pipeline_for(plan_of(lambda x: cnp.cumsum(x, axis=0) + x.T.sum(), x)) == "light"
+    assert codegen.pipeline_for(plan_of(tj.grad(lambda x: cnp.sum(cnp.tanh(x) ** 2)), x)) == "light"
+
+
+def test_large_arrays_and_loops_get_o3():
+    big = np.ones(codegen.LIGHT_MAX_ELEMS + 1, np.float32)
+    assert codegen.pipeline_for(plan_of(chain, big)) == "full"
+    assert codegen.pipeline_for(plan_of(lambda x: cnp.sum(x) * 2.0, big)) == "full"
+    small = np.ones(100, np.float32)
+    assert codegen.pipeline_for(plan_of(lambda x: lax.fori_loop(0, 10, lambda i, y: cnp.tanh(y), x), small)) \
+        == "full"
 
 
 def test_gemm_programs_get_o3_even_inside_control_flow():
