@@ -9,6 +9,10 @@ from ..ir.core import ClosedJaxpr, Eqn, Jaxpr, Var
 
 
 def _clean_params(params: dict) -> dict:
+    """The params with every sub-jaxpr cleaned (the same dict when there is none)."""
+    if not any(isinstance(v, (Jaxpr, tuple)) for v in params.values()):
+        return params
+
     def clean(value):
         if isinstance(value, Jaxpr):
             return _dce(value)[0]
@@ -25,7 +29,8 @@ def _dce(jaxpr: Jaxpr) -> tuple[Jaxpr, set]:
     kept = []
     for eqn in reversed(jaxpr.eqns):
         if any(v in live for v in eqn.outvars):
-            kept.append(Eqn(eqn.primitive, eqn.inputs, eqn.outvars, _clean_params(eqn.params)))
+            params = _clean_params(eqn.params)
+            kept.append(eqn if params is eqn.params else Eqn(eqn.primitive, eqn.inputs, eqn.outvars, params))
             live.update(a for a in eqn.inputs if isinstance(a, Var))
     return Jaxpr(jaxpr.constvars, jaxpr.invars, kept[::-1], jaxpr.outvars), live
 

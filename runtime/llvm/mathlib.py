@@ -63,10 +63,11 @@ def call(cx, name: str, args: list, double: bool):
         fn = _own_function(cx, name, own)
         return in_lanes(b, lambda vs: b.call(fn, vs), args, 16)
     scalar_ty = ir.DoubleType() if double else ir.FloatType()
-    scalar_fn = cx.declare(name if double else name + "f", scalar_ty, [scalar_ty] * len(args))
+    found = None if cx.W == 1 else vector_symbol(name, double, len(args))
+    if found is None:
+        scalar_fn = cx.declare(name if double else name + "f", scalar_ty, [scalar_ty] * len(args))
     if cx.W == 1:
         return b.call(scalar_fn, args)
-    found = vector_symbol(name, double, len(args))
     if found is None:                                   # one libm call per lane
         out = ir.Constant(args[0].type, None)
         for lane in range(cx.W):
