@@ -1060,13 +1060,20 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
     total = 0.0
     for g in order:
         if g.kind in ("loop", "seq"):
+            # nests that may run side by side (joins_previous: im2col's copies, say) share one step,
+            # so their costs add up: many copies too small to cut alone are cut together
+            runs: list[list] = []
             for nest in g.nests:
-                if nest.sequential or nest.indirect:
-                    continue
-                n = _elems(nest.shape)
-                cost = n * (_BASE_NS + _ops_ns(nest.eqns))
-                if cost >= MIN_STEP_NS:
-                    decisions.append(("nest", nest, _chunks(cost, threads, n)))
+                if runs and nest.joins_previous:
+                    runs[-1].append(nest)
+                else:
+                    runs.append([nest])
+            for run in runs:
+                cut = [nest for nest in run if not (nest.sequential or nest.indirect)]
+                cost = sum(_elems(nest.shape) * (_BASE_NS + _ops_ns(nest.eqns)) for nest in cut)
+                if cut and cost >= MIN_STEP_NS:
+                    chunks = _chunks(cost, threads, max(_elems(nest.shape) for nest in cut))
+                    decisions.extend(("nest", nest, chunks) for nest in cut)
                     total += cost
         elif g.kind == "reduce":
             e = g.eqns[-1]
