@@ -1,11 +1,12 @@
 """Algebraic simplification: fold constants, drop identities (x*1, x+0, x-0, x/1, x*0 for integers,
-double negation, no-op casts/reshapes/transposes/broadcasts) and fuse chains of reshapes, transposes
-and broadcasts. Dead equations left behind are removed by dce."""
+double negation, no-op casts/reshapes/transposes/broadcasts), fuse chains of reshapes, transposes
+and broadcasts, and turn a dot_general with a splat operand (a broadcast scalar: the seed of grad of
+a sum) into a sum of the other operand. Dead equations left behind are removed by dce."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir.core import ClosedJaxpr, Eqn, Jaxpr, Literal, Var
+from ..ir.core import PRIMITIVES, ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
 from .dce import dce
 from .fold import fold_constants
 
@@ -71,6 +72,62 @@ def _fused(eqn: Eqn, producer: dict) -> Eqn | None:
     return None
 
 
+def _splat_value(x, producer: dict):
+    """The scalar every element of x equals, when x is a broadcast scalar; else None."""
+    inner = producer.get(x) if isinstance(x, Var) else None
+    if inner is None or inner.primitive.name != "broadcast_in_dim" or inner.inputs[0].aval.shape != ():
+        return None
+    return inner.inputs[0]
+
+
+def _dot_of_splat(eqn: Eqn, producer: dict) -> list[Eqn] | None:
+    """dot_general(broadcast(s), B) as s * sum of B over the contracted axes, broadcast to the
+    result: O(size of B) instead of a matrix product (grad of sum(x @ w) starts with a matrix of
+    ones against w). Also with the splat on the right. None when it does not apply."""
+    if eqn.primitive.name != "dot_general":
+        return None
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    out = eqn.outvars[0]
+    lhs, rhs = eqn.inputs
+    if not (lhs.aval.dtype == rhs.aval.dtype == out.aval.dtype):
+        return None                                  # (a widening product: left as it is)
+    for side, (splat, other, oc, ob, nfree_before) in enumerate((
+            (lhs, rhs, rc, rb, lhs.aval.ndim - len(lc) - len(lb)),
+            (rhs, lhs, lc, lb, 0))):
+        s = _splat_value(splat, producer)
+        if s is None:
+            continue
+        eqns = []
+
+        def emit(name, x, aval, **params):
+            v = Var(aval)
+            eqns.append(Eqn(PRIMITIVES[name], [x] if not isinstance(x, list) else x, [v], params))
+            return v
+        d = out.aval.dtype
+        # sum `other` over its contracted axes; what is left is its batch and free axes, in its order
+        kept = [a for a in range(other.aval.ndim) if a not in oc]
+        r = other
+        if oc:
+            r = emit("reduce_sum", other, ShapedArray(tuple(other.aval.shape[a] for a in kept), d),
+                     axes=tuple(sorted(oc)))
+        # the result's order: batch axes (as the dot pairs them), then free ones
+        free = [a for a in kept if a not in ob]
+        perm = tuple(kept.index(a) for a in list(ob) + free)
+        if perm != tuple(range(len(perm))):
+            r = emit("transpose", r, ShapedArray(tuple(r.aval.shape[p] for p in perm), d), permutation=perm)
+        nb = len(ob)
+        # the splat's free axes: before other's free axes when it is the left operand, after when right
+        first_free = nb + (nfree_before if side == 0 else 0)
+        dims = tuple(range(nb)) + tuple(first_free + k for k in range(len(free)))
+        r = emit("broadcast_in_dim", r, out.aval, shape=out.aval.shape, broadcast_dimensions=dims)
+        if not (isinstance(s, Literal) and s.value == 1):
+            r = emit("mul", [r, s], out.aval)
+        last = eqns[-1]
+        eqns[-1] = Eqn(last.primitive, last.inputs, [out], last.params)
+        return eqns
+    return None
+
+
 def simplify(closed: ClosedJaxpr) -> ClosedJaxpr:
     closed = fold_constants(closed)
     jaxpr = closed.jaxpr
@@ -95,6 +152,13 @@ def simplify(closed: ClosedJaxpr) -> ClosedJaxpr:
             if eqn.primitive.name == "mul" and out.aval.dtype.is_int and out.aval.shape == () and any(
                     _is_literal(a, 0) for a in eqn.inputs):
                 rename[out] = Literal(0, out.aval)
+                continue
+            summed = _dot_of_splat(eqn, producer)
+            if summed is not None:
+                for e in summed:
+                    for v in e.outvars:
+                        producer[v] = e
+                eqns.extend(summed)
                 continue
         for v in eqn.outvars:
             producer[v] = eqn

@@ -95,3 +95,55 @@ def test_jit_runs_the_passes_and_can_switch_them_off():
     x = np.ones(3, np.float32)
     assert "mul" not in tj.jit(f).lower(x).as_text()
     assert "mul" in tj.jit(f, passes=()).lower(x).as_text()
+
+
+def test_grad_of_a_sum_of_products_loses_its_product_with_ones():
+    """grad(sum(x @ w @ v)) seeds the backward pass with a matrix of ones; its two products with it
+    become sums (O(n^2) instead of a matrix product), and the forward (x @ w) @ v, which the
+    gradient does not use, goes."""
+    rng = np.random.default_rng(0)
+    x, w, v = (rng.standard_normal(s).astype(np.float32) for s in ((5, 4), (4, 6), (6, 3)))
+    g = tj.make_jaxpr(tj.grad(lambda x, w, v: cnp.sum(x @ w @ v), argnums=(0, 1, 2)))(x, w, v)
+    cleaned = simplify(g)
+    verify(cleaned)
+    dots = lambda c: sum(e.primitive.name == "dot_general" for e in c.eqns)   # noqa: E731
+    assert dots(g) == 6 and dots(cleaned) == 3
+    ones = np.ones((5, 3), np.float32)
+    expect = [ones @ (w @ v).T, x.T @ ones @ v.T, (x @ w).T @ ones]       # by hand
+    for got, want in zip(runtime.eval_jaxpr(cleaned, x, w, v), expect):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(0, 2), st.booleans(),
+       st.sampled_from([1.0, -2.5]), st.sampled_from(["float32", "int32"]), st.booleans(), st.data())
+def test_dot_general_with_a_splat_operand_keeps_its_value(m, k, n, nbatch, splat_left, value, dtype, transposed, data):
+    """Any dimension numbers: batch axes, contraction on either axis, the splat on either side."""
+    batch = tuple(data.draw(st.integers(1, 3)) for _ in range(nbatch))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    other_shape = batch + ((n, k) if transposed else (k, n))
+    other = rng.integers(-4, 5, other_shape).astype(dtype)
+    splat_shape = batch + (m, k)
+    nb = len(batch)
+    contract_other = nb + (1 if transposed else 0)
+    dn_left = (((nb + 1,), (contract_other,)), (tuple(range(nb)), tuple(range(nb))))
+    dn_right = (((contract_other,), (nb + 1,)), (tuple(range(nb)), tuple(range(nb))))
+    s = np.asarray(value, dtype)
+
+    def f(other, s):
+        full = tj.lax.broadcast_in_dim(s, splat_shape, ())
+        if splat_left:
+            return tj.lax.dot_general(full, other, dn_left)
+        return tj.lax.dot_general(other, full, dn_right)
+    for seed_arg in (s, None):           # a scalar input, or a literal of the program
+        g = (lambda o: f(o, s)) if seed_arg is None else f
+        args = (other,) if seed_arg is None else (other, s)
+        closed = tj.make_jaxpr(g)(*args)
+        cleaned = simplify(closed)
+        verify(cleaned)
+        if seed_arg is not None or np.prod(splat_shape) > 1:     # (one literal element: folded instead)
+            assert not any(e.primitive.name == "dot_general" for e in cleaned.eqns)
+        want = runtime.eval_jaxpr(closed, *args)[0]
+        got = runtime.eval_jaxpr(cleaned, *args)[0]
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6)
