@@ -123,6 +123,10 @@ def gemm_spec(eqn, a_view: View, b_view: View, vector_bytes: int):
     vw = max(4, vector_bytes // cd.itemsize)
     mr = 8 if vector_bytes >= 64 else 6
     nr = 2 * vw
+    if n <= vw and vector_bytes >= 64:
+        # a narrow product (a layer's few outputs): one vector of columns, more rows per tile, so a
+        # tile wastes at most one vector's lanes instead of two (and still keeps 16 accumulators)
+        mr, nr = 16, vw
     kc = min(256, k)
     mc = min(144 if mr == 8 else 144, -(-m // mr) * mr)
     nc = min(2048, -(-n // nr) * nr)

@@ -164,6 +164,23 @@ def test_large_matmul_uses_the_gemm_kernel():
     assert_same(closed, a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("m,k,n,trans_a", [(256, 128, 10, False), (128, 256, 10, True), (1000, 300, 16, False),
+                                           (33, 70, 3, True), (145, 9, 1 + 8, False)])
+def test_narrow_matmuls_use_one_vector_of_columns(m, k, n, trans_a):
+    """A product with at most one vector of columns (a layer's few outputs) runs 16-row tiles of one
+    vector: every tile is an edge tile in n, and m crosses several row blocks."""
+    if llvm.engine.host().vector_bytes < 64:
+        pytest.skip("the narrow tiles are for AVX-512 hosts")
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    closed = tj.make_jaxpr(lambda a, b: (a.T if trans_a else a) @ b)(a, b)
+    plan = llvm._plan(closed, 1)
+    spec = [g.gemm for g in plan.groups if g.gemm is not None]
+    assert len(spec) == 1 and (spec[0].mr, spec[0].nr) == (16, 16)
+    assert_same(closed, a, b, rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------------------------
 # Every lowered primitive, special values included
 # ----------------------------------------------------------------------------------------------
