@@ -104,6 +104,52 @@ class GemmSpec:
     mc: int
     kc: int
     nc: int
+    conv: "ImplicitConv | None" = None     # B read from a convolution's input, C in its layout
+
+
+@dataclass(frozen=True)
+class ImplicitConv:
+    """A 2-D convolution's GEMM without its im2col buffer (plan.Planner._implicit_conv): B's row
+    ci*KH*KW + ky*KW + kx, column (n*OH + oy)*OW + ox is x[n, ci, oy*sy + ky*dy, ox + kx*dx] of the
+    input, zero-padded beforehand (so every read is inside it), packed straight from there; C's row
+    o of that column is out[n, o, oy, ox]. Unit stride along the width, OW a multiple of the vector
+    width and OH*OW of NR, so one vector of columns is one run along a row of x and one micro-tile
+    stays in one image."""
+    x: View                    # the (padded) input (N, C, H, W), unit stride along W
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    sy: int
+    dy: int
+    dx: int
+    o: int                     # output channels (C's rows)
+
+
+def blocking(m: int, n: int, k: int, cd: DType, vector_bytes: int) -> tuple[int, int, int, int, int, int]:
+    """(mr, nr, vw, mc, kc, nc): the register tile, vector width and cache blocks of a GEMM."""
+    vw = max(4, vector_bytes // cd.itemsize)
+    mr = 8 if vector_bytes >= 64 else 6
+    nr = 2 * vw
+    if n <= vw and vector_bytes >= 64:
+        # a narrow product (a layer's few outputs): one vector of columns, more rows per tile, so a
+        # tile wastes at most one vector's lanes instead of two (and still keeps 16 accumulators)
+        mr, nr = 16, vw
+    kc = min(256, k)
+    mc = min(144, -(-m // mr) * mr)
+    nc = min(2048, -(-n // nr) * nr)
+    return mr, nr, vw, mc, kc, nc
+
+
+def implicit_conv_spec(conv: ImplicitConv, m: int, n: int, k: int, a_addr: tuple, cd: DType) -> GemmSpec | None:
+    """The GEMM of a convolution whose B is packed from its input, or None when its shape does not
+    allow it (see ImplicitConv)."""
+    from .engine import host
+    vector_bytes = host().vector_bytes
+    mr, nr, vw, mc, kc, nc = blocking(m, n, k, cd, vector_bytes)
+    if conv.ow % vw or (conv.oh * conv.ow) % nr:
+        return None
+    return GemmSpec([], m, n, k, a_addr, (0, 0, 0), cd, mr, nr, vw, mc, kc, nc, conv)
 
 
 def gemm_spec(eqn, a_view: View, b_view: View, vector_bytes: int):
@@ -120,16 +166,7 @@ def gemm_spec(eqn, a_view: View, b_view: View, vector_bytes: int):
         return None
     batch, m, n, k, a_addr, b_addr = geometry
     cd = compute_dtype(a.aval.dtype)
-    vw = max(4, vector_bytes // cd.itemsize)
-    mr = 8 if vector_bytes >= 64 else 6
-    nr = 2 * vw
-    if n <= vw and vector_bytes >= 64:
-        # a narrow product (a layer's few outputs): one vector of columns, more rows per tile, so a
-        # tile wastes at most one vector's lanes instead of two (and still keeps 16 accumulators)
-        mr, nr = 16, vw
-    kc = min(256, k)
-    mc = min(144 if mr == 8 else 144, -(-m // mr) * mr)
-    nc = min(2048, -(-n // nr) * nr)
+    mr, nr, vw, mc, kc, nc = blocking(m, n, k, cd, vector_bytes)
     return GemmSpec(batch, m, n, k, a_addr, b_addr, cd, mr, nr, vw, mc, kc, nc)
 
 
@@ -194,8 +231,8 @@ class _Gemm:
         self.ukernel = _microkernel(kg, spec)
         # B read in place (its full panels are not packed) when its rows are contiguous, already of
         # the compute type, and all of M is one block: then each panel is read once anyway.
-        self.direct_b = (spec.b[2] == 1 and not self.bv.dyn and self.bv.buf.dtype == spec.cd
-                         and spec.m <= spec.mc)
+        self.direct_b = (spec.conv is None and spec.b[2] == 1 and not self.bv.dyn
+                         and self.bv.buf.dtype == spec.cd and spec.m <= spec.mc)
 
     def c64(self, v):
         return ir.Constant(I64, v)
@@ -268,12 +305,19 @@ class _Gemm:
                             source_etype=self.ety)
                 bp = b.select(whole, src, bp)
                 ldb = b.select(whole, c64(spec.b[1]), ldb)
+            if spec.conv is None:
+                ldc, col = c64(spec.n), b.add(jc, jr)
+            else:                                   # column (n, pixel) of out[n, o, pixel]
+                pixels = spec.conv.oh * spec.conv.ow
+                j = b.add(jc, jr)
+                ldc = c64(pixels)
+                col = b.add(b.mul(b.udiv(j, ldc), c64(spec.conv.o * pixels)), b.urem(j, ldc))
             with counted_loop(b, mc, step=spec.mr) as ir_:
                 mr = self.vmin(c64(spec.mr), b.sub(mc, ir_))
                 ap = b.gep(self.pa, [b.mul(ir_, kc)], source_etype=self.ety)
-                coff = b.add(c0, b.add(b.mul(b.add(ic, ir_), c64(spec.n)), b.add(jc, jr)))
+                coff = b.add(c0, b.add(b.mul(b.add(ic, ir_), ldc), col))
                 cp = b.gep(self.pc_, [coff], source_etype=self.ety)
-                b.call(self.ukernel, [ap, bp, cp, c64(spec.n), ldb, kc, mr, nr, first])
+                b.call(self.ukernel, [ap, bp, cp, ldc, ldb, kc, mr, nr, first])
 
     def pack_b(self, b0, pc, jc, kc, nc, q0=None, q1=None) -> None:
         """Bp[q][k][c] = B[pc + k, jc + q*NR + c] (0 past the edge), q over NR-column panels
@@ -281,6 +325,9 @@ class _Gemm:
 
         Past the edge each lane reads the last valid column instead (always in bounds) and is zeroed.
         """
+        if self.spec.conv is not None:
+            self.pack_b_conv(pc, jc, kc, nc, q0, q1)
+            return
         spec, kg, c64 = self.spec, self.kg, self.c64
         b = kg.b
         bv, pb, ety, esize = self.bv, self.pb, self.ety, self.esize
@@ -332,6 +379,34 @@ class _Gemm:
                 with edge:
                     with counted_loop(b, kc) as kk:
                         panel(q, kk, last)
+
+    def pack_b_conv(self, pc, jc, kc, nc, q0=None, q1=None) -> None:
+        """Bp[q][k][c] = B[pc + k, jc + q*NR + c] of an ImplicitConv: each vector of columns is one
+        plain load of a row of the padded input (im2col into a block that stays in cache)."""
+        spec, kg, c64, cv = self.spec, self.kg, self.c64, self.spec.conv
+        b = kg.b
+        cx = Lanes(kg, spec.vw)
+        x = cv.x
+        sn, sc, sy_, _ = x.strides
+        pixels, taps = cv.oh * cv.ow, cv.kh * cv.kw
+        with counted_loop(b, nc if q1 is None else q1, start=0 if q0 is None else q0, step=spec.nr) as q:
+            starts = []                         # per vector of columns: where its run starts in x
+            for v in range(spec.nr // spec.vw):
+                j = b.add(jc, b.add(q, c64(v * spec.vw)))
+                pix = b.urem(j, c64(pixels))
+                starts.append(b.add(b.add(c64(x.offset), b.mul(b.udiv(j, c64(pixels)), c64(sn))),
+                                    b.add(b.mul(b.udiv(pix, c64(cv.ow)), c64(cv.sy * sy_)), b.urem(pix, c64(cv.ow)))))
+            with counted_loop(b, kc) as kk:
+                r = b.add(pc, kk)
+                tap = b.urem(r, c64(taps))
+                tap_off = b.add(b.mul(b.udiv(r, c64(taps)), c64(sc)),
+                                b.add(b.mul(b.udiv(tap, c64(cv.kw)), c64(cv.dy * sy_)),
+                                      b.mul(b.urem(tap, c64(cv.kw)), c64(cv.dx))))
+                dst = b.add(b.mul(q, kc), b.mul(kk, c64(spec.nr)))
+                for v, start in enumerate(starts):
+                    val = cx.convert(kg.load(cx, x.buf, b.add(start, tap_off), 1), x.buf.dtype, spec.cd)
+                    b.store(val, b.gep(self.pb, [b.add(dst, c64(v * spec.vw))], source_etype=self.ety),
+                            align=self.esize)
 
     def pack_a(self, a0, ic, pc, kc, mc) -> None:
         """Ap[p][k][r] = A[ic + p*MR + r, pc + k] (0 past the edge), p over MR-row panels."""

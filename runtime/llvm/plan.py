@@ -623,8 +623,11 @@ class Planner:
         one strided copy per kernel position (zeros where padding or dilation puts no input), then
         (G, O/G, Cg*K) x (G, Cg*K, N*OUT) runs as a batched GEMM, then a copy puts (G, O/G, N, *OUT)
         into (N, O, *OUT). The columns keep the operands' type and the GEMM produces the result type,
-        so an int8 x int8 -> int32 convolution runs on the int8 GEMM (intgemm.py) with int8 columns."""
+        so an int8 x int8 -> int32 convolution runs on the int8 GEMM (intgemm.py) with int8 columns.
+        Common 2-D float convolutions skip the columns and the copy: see _implicit_conv."""
         x, w = (self.materialize(a, i) for a in e.inputs)
+        if self._implicit_conv(e, x, w, i):
+            return
         out = e.outvars[0]
         p = e.params
         d = x.aval.dtype
@@ -742,6 +745,75 @@ class Planner:
         cp.nests = [Nest(out.aval.shape, [], [(rv, self.storage(out), "store")])]
         cp.out = out
         self.producer[out] = cp
+
+    def _implicit_conv(self, e: Eqn, x: Var, w: Var, i: int) -> bool:
+        """A 2-D float convolution (one group, unit stride along the width, no input dilation, no
+        negative padding) as one GEMM out[n, :, pixel] = W (O, C*KH*KW) x B, whose B the GEMM packs
+        block by block straight from the input (zero-padded first, if padded) and whose C it writes
+        in out's layout (gemm.ImplicitConv): no columns buffer (KH*KW times the input) and no copy
+        of the result. False (nothing planned) when the shape does not allow it."""
+        from .gemm import ImplicitConv, compute_dtype, implicit_conv_spec
+        p, out = e.params, e.outvars[0]
+        d = x.aval.dtype
+        pads = [v for pair in p["padding"] for v in pair]
+        if (self.gemm_spec is None or x.aval.ndim != 4 or p["feature_group_count"] != 1
+                or tuple(p["lhs_dilation"]) != (1, 1) or p["window_strides"][1] != 1 or min(pads) < 0
+                or d.name not in ("f32", "f64") or out.aval.dtype != d or compute_dtype(d) != d):
+            return False
+        N, C, H, W = x.aval.shape
+        O, _, KH, KW = w.aval.shape
+        _, _, OH, OW = out.aval.shape
+        xv, ov = self.storage(x), self.storage(out)
+        wv = _view_reshape(self.storage(w), (O, C * KH * KW))
+        if (wv is None or xv.dyn or wv.dyn or ov.dyn or 0 in out.aval.shape or 0 in x.aval.shape
+                or ov.strides != contiguous_strides(out.aval.shape)):
+            return False
+        m, n, k = O, N * OH * OW, C * KH * KW
+        (ylo, yhi), (xlo, xhi) = p["padding"]
+        padded = (N, C, H + ylo + yhi, W + xlo + xhi)
+        probe = ImplicitConv(View(xv.buf, 0, padded, contiguous_strides(padded)), KH, KW, OH, OW,
+                             p["window_strides"][0], p["rhs_dilation"][0], p["rhs_dilation"][1], O)
+        spec = implicit_conv_spec(probe, m, n, k, (wv.offset, wv.strides[0], wv.strides[1]), d)
+        if spec is None or 2 * m * n * k < self.gemm_min_flops:
+            return False
+        src = x
+        if padded != x.aval.shape or xv.strides[3] != 1:
+            # the padded input: zeros in the four borders, x in the middle (disjoint: one step)
+            src = Var(ShapedArray(padded, d))
+            pv = self.storage(src)
+            st = pv.strides
+            pg = self.new_group("loop", [], i, shape=padded, closed=True)
+            self.read(x, pg)
+            Wp = padded[3]
+            boxes = [((0, 0), (ylo, Wp)), ((ylo + H, 0), (yhi, Wp)), ((ylo, 0), (H, xlo)), ((ylo, xlo + W), (H, xhi))]
+            zero = Literal(0, ShapedArray((), d))
+            nests = [Nest((N, C, H, W), [], [(x, View(pv.buf, pv.offset + ylo * st[2] + xlo, (N, C, H, W), st), "store")])]
+            for (y0, x0), (hh, ww) in boxes:
+                if hh and ww:
+                    shape = (N, C, hh, ww)
+                    nests.append(Nest(shape, [], [(zero, View(pv.buf, pv.offset + y0 * st[2] + x0 * st[3], shape, st),
+                                                   "store")], joins_previous=True))
+            pg.nests = nests
+            pg.out = src
+            self.producer[src] = pg
+        sv = self.views[src]
+        conv = ImplicitConv(sv, KH, KW, OH, OW, p["window_strides"][0], p["rhs_dilation"][0],
+                            p["rhs_dilation"][1], O)
+        spec = implicit_conv_spec(conv, m, n, k, (wv.offset, wv.strides[0], wv.strides[1]), d)
+        wr = Var(ShapedArray((O, k), d))
+        self.views[wr] = wv
+        if self.group_of(w) is not None:
+            self.producer[wr] = self.group_of(w)
+        dot = Eqn(PRIMITIVES["dot_general"], [wr, src], [out], {"dimension_numbers": (((1,), (1,)), ((), ())),
+                                                               "preferred_element_type": None})
+        self._pos[id(dot)] = i
+        g = self.new_group("dot", [dot], i, closed=True)
+        g.out = out
+        for a in (w, wr, src):
+            self.read(a, g)
+        g.gemm = spec
+        g.temps = self.gemm_temps(spec, d)
+        return True
 
     def _branch(self, e: Eqn, i: int) -> None:
         """cond: each branch is planned on its own (its own groups and scratch, in a temp of this
@@ -1160,6 +1232,11 @@ def gemm_split(spec, batch: int, cost: float, threads: int):
     "tiles" (one shared packed B block per (NC, KC) block, two steps each) wastes no work but waits
     twice per block: the fallback for large products that none of the others cut cheaply."""
     m, n, k = spec.m, spec.n, spec.k
+    if spec.conv is not None:
+        # an implicit convolution (gemm.ImplicitConv) is cut into column chunks only: each packs
+        # its own part of B from the input and writes its own part of the result
+        chunks = min(_chunks(cost, threads, -(-n // spec.nr)), max(1, n // 256))
+        return ("cols", chunks) if chunks >= 2 * threads else None
     if batch >= 2 * threads:
         return "batch", _chunks(cost, threads, batch)
     options = []

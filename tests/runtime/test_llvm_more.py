@@ -208,3 +208,45 @@ def test_nested_cond_and_grad_through_cond(native_cond):
     for v in (x, -x, x + 3):
         assert_same(tj.make_jaxpr(f)(v), v)
         assert_same(tj.make_jaxpr(tj.grad(f))(v), v)
+
+
+@st.composite
+def implicit_convs(draw):
+    """2-D convolutions the GEMM packs straight from the input (gemm.ImplicitConv): any kernel size,
+    row stride, dilation and padding, with output rows a multiple of the vector width."""
+    dt = draw(st.sampled_from([np.float32, np.float64]))
+    vw = 16 if dt == np.float32 else 8
+    ow = vw * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sy, dy, dx = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    (ylo, yhi), (xlo, xhi) = [(draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2)]
+    oh = 2 * draw(st.integers(1, 3))
+    w_in = ow + (kw - 1) * dx - xlo - xhi
+    h_in = (oh - 1) * sy + (kh - 1) * dy + 1 - ylo - yhi + draw(st.integers(0, sy - 1))
+    if w_in < 1 or h_in < 1:
+        xlo = xhi = ylo = yhi = 0
+        w_in, h_in = ow + (kw - 1) * dx, (oh - 1) * sy + (kh - 1) * dy + 1
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 20))
+    return dt, (n, c, h_in, w_in), (o, c, kh, kw), dict(
+        window_strides=(sy, 1), padding=((ylo, yhi), (xlo, xhi)), rhs_dilation=(dy, dx))
+
+
+@settings(**SETTINGS)
+@given(implicit_convs(), st.integers(0, 2**32 - 1))
+def test_conv_packed_from_its_input(conv, seed):
+    """No im2col buffer and no copy of the result: one GEMM group (after the zero-padded copy of
+    the input, when padded) whose B panels are packed from the input itself."""
+    dt, xs, wsh, params = conv
+    if llvm.engine.host().vector_bytes < 64:
+        pytest.skip("the shapes here are drawn for AVX-512's vector width")
+    rng = np.random.default_rng(seed)
+    x, w = _rand(rng, xs, dt), _rand(rng, wsh, dt)
+    closed = tj.make_jaxpr(lambda x, w: lax.conv_general_dilated(x, w, **params))(x, w)
+    out = closed.jaxpr.outvars[0].aval.shape
+    if 2 * np.prod(out) * np.prod(wsh[1:]) >= 2 * 16 ** 3:      # (smaller ones are no GEMM at all)
+        plan = llvm._plan(closed, 1)
+        gemms = [g for g in plan.groups if g.gemm is not None]
+        padded = any(v for pair in params["padding"] for v in pair)
+        assert len(gemms) == 1 and gemms[0].gemm.conv is not None
+        assert [g.kind for g in plan.groups] == (["loop", "dot"] if padded else ["dot"])
+    assert_same(closed, x, w, rtol=1e-4, atol=1e-4)

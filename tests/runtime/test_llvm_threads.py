@@ -199,6 +199,18 @@ def test_conv(two_threads):
                   rtol=1e-3, atol=1e-3)
 
 
+def test_conv_packed_from_its_input(two_threads):
+    """The implicit-GEMM convolution (gemm.ImplicitConv) cut into column chunks, forward and in the
+    gradient (whose input gradient is such a convolution too)."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 8, 32, 32)).astype(np.float32)
+    w = (rng.standard_normal((16, 8, 3, 3)) * 0.1).astype(np.float32)
+    summary = check_threads(lambda x, w: nn.conv2d(x, w, padding=1), x, w, rtol=1e-4, atol=1e-4)
+    assert [(g["kind"], g["split"]) for g in summary["groups"]] == [("loop", ""), ("dot", "cols")], summary
+    check_threads(tj.grad(lambda x, w: cnp.sum(nn.conv2d(x, w, padding=1) ** 2), argnums=(0, 1)), x, w,
+                  rtol=1e-3, atol=1e-3)
+
+
 def test_cond_in_a_threaded_program(two_threads):
     """Branches are sub-plans: they run on one thread, inside a threaded schedule."""
     a = np.random.default_rng(6).standard_normal((600, 600)).astype(np.float32)
