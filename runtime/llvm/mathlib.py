@@ -44,11 +44,14 @@ def vector_symbol(name: str, double: bool, nargs: int) -> tuple[str, int] | None
 
 def own_kernel(name: str, double: bool):
     """The inline 16-lane kernel for ``name`` on this host, or None (then libmvec or libm is used)."""
-    if double or not OWN_KERNELS or name not in ("exp", "log"):
-        return None
-    if "+avx512f" not in engine().host.features.split(","):
+    if double or not OWN_KERNELS or name not in ("exp", "log") or not _avx512():
         return None
     return {"exp": own_exp, "log": own_log}[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _avx512() -> bool:
+    return "+avx512f" in engine().host.features.split(",")
 
 
 def call(cx, name: str, args: list, double: bool):
