@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from typing import Any
 
@@ -31,10 +32,10 @@ def format_literal(lit: Literal) -> str:
         text = "True" if bool(v) else "False"
     elif d.is_int:
         text = str(int(v))
-    elif np.isnan(float(v)):
+    elif math.isnan(f := float(v)):
         text = "nan"
-    elif np.isinf(float(v)):
-        text = "inf" if float(v) > 0 else "-inf"
+    elif math.isinf(f):
+        text = "inf" if f > 0 else "-inf"
     elif d.np.type in (np.float16, np.float32, np.float64):
         text = str(v)                      # shortest text that reads back to the same value
     else:
