@@ -491,8 +491,14 @@ def emit_gemm_threaded(kg, g, k: int) -> None:
     column panels, each thread packing the A rows of its chunk into its own buffer (BLIS's
     parallel loops, with B packed once per block whatever the thread count).
     """
+    from . import intgemm
     from .codegen import emit_combine
     from .plan import slot_elems
+    if isinstance(g.gemm, intgemm.IntGemmSpec):            # column chunks only (plan.parallelize)
+        kg.begin(f"group{k}_int_gemm", chunks=g.chunks)
+        intgemm.emit_int_gemm(kg, g)
+        kg.end()
+        return
     gm = _Gemm(kg, g)
     spec, c64 = gm.spec, gm.c64
     T = kg.threads

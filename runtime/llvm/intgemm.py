@@ -79,7 +79,10 @@ def int_gemm_temps(spec: IntGemmSpec) -> dict:
 
 
 def emit_int_gemm(kg, g) -> None:
+    """The whole product, or (in a chunked step of a threaded plan: g.split == "cols") this chunk's
+    range of NR-column panels, packing into this thread's own A and B buffers."""
     from .gemm import for_each_batch
+    from .plan import slot_elems
     spec: IntGemmSpec = g.gemm
     e = g.eqns[-1]
     a, bvar = e.inputs
@@ -87,15 +90,31 @@ def emit_int_gemm(kg, g) -> None:
     out = kg.plan.views[g.out]
     b = kg.b
     ukernel = _microkernel(kg, spec.mr)
-    pa, pb, pc_ = kg.base_ptr(g.temps["pack_a"]), kg.base_ptr(g.temps["pack_b"]), kg.base_ptr(out.buf)
     c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+    j0, j1 = c64(0), c64(spec.n)
+    if kg.chunk is not None:
+        temps = int_gemm_temps(spec)
+        bufs = []
+        for name in ("pack_a", "pack_b"):
+            mine = Buf("scratch", -1, I32_DT, temps[name].size)
+            kg.bind_slot(mine, g.temps[name], slot_elems(temps[name].size, I32_DT) * 4, kg.tid)
+            bufs.append(mine)
+        pa, pb = (kg.base_ptr(x) for x in bufs)
+        panels = -(-spec.n // NR)
+        kg.use_chunks(panels)
+        start, end = kg.part(panels)
+        j0, j1 = b.mul(start, c64(NR)), b.mul(end, c64(NR))
+        j1 = b.select(b.icmp_signed("<", j1, c64(spec.n)), j1, c64(spec.n))
+    else:
+        pa, pb = kg.base_ptr(g.temps["pack_a"]), kg.base_ptr(g.temps["pack_b"])
+    pc_ = kg.base_ptr(out.buf)
 
     def vmin(x, y):
         return b.select(b.icmp_signed("<", x, y), x, y)
 
     def blocks(a0, b0, c0):
-        with counted_loop(b, spec.n, step=spec.nc) as jc:
-            nc = vmin(c64(spec.nc), b.sub(c64(spec.n), jc))
+        with counted_loop(b, j1, start=j0, step=spec.nc) as jc:
+            nc = vmin(c64(spec.nc), b.sub(j1, jc))
             with counted_loop(b, spec.k, step=spec.kc) as pc:
                 kc = vmin(c64(spec.kc), b.sub(c64(spec.k), pc))
                 k4 = b.ashr(b.add(kc, c64(3)), c64(2))                 # k groups of 4 in this block

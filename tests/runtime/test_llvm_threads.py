@@ -211,6 +211,23 @@ def test_conv_packed_from_its_input(two_threads):
                   rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("m,k,n", [(300, 200, 520), (64, 96, 1030)])
+def test_int8_gemm_in_column_chunks(two_threads, m, k, n):
+    """The VNNI GEMM cut into column chunks, each thread packing into its own buffers: exact, and
+    the same on 1 and 2 threads (the edge panel included)."""
+    from runtime.llvm import intgemm
+    if not intgemm.has_vnni(llvm.engine.host()):
+        pytest.skip("no AVX-512 VNNI on this host")
+    rng = np.random.default_rng(m)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    f = lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=np.int32)  # noqa: E731
+    summary = check_threads(f, a, b)
+    assert [(g["gemm"], g["split"]) for g in summary["groups"]] == [(True, "cols")], summary
+    np.testing.assert_array_equal(runtime.compile(tj.make_jaxpr(f)(a, b), "llvm")(a, b)[0],
+                                  a.astype(np.int32) @ b.astype(np.int32))
+
+
 def test_cond_in_a_threaded_program(two_threads):
     """Branches are sub-plans: they run on one thread, inside a threaded schedule."""
     a = np.random.default_rng(6).standard_normal((600, 600)).astype(np.float32)
