@@ -141,10 +141,11 @@ def _broadcast_operands(*xs):
     return [x if _shape(x) in ((), shape) else broadcast_to(x, shape) for x in xs]
 
 
-def _same_type_operands(xs, to_float: bool):
+def _same_type_operands(xs):
     """The common case without the general promotion and broadcasting machinery (a quarter of
     tracing time): tracers of one strongly typed float type, and Python numbers, which become
-    literals of that type exactly as _promote would make them. None for anything else."""
+    literals of that type exactly as _promote would make them (to_float changes nothing for them).
+    None for anything else."""
     aval = None
     for x in xs:
         if type(x) is Tracer:
@@ -167,7 +168,7 @@ def _same_type_operands(xs, to_float: bool):
 
 
 def _elementwise(prim, *xs, to_float: bool = False, to_bool: bool = False):
-    fast = None if to_bool else _same_type_operands(xs, to_float)
+    fast = None if to_bool else _same_type_operands(xs)
     if fast is not None:
         return prim.bind(*fast)
     xs = _broadcast_operands(*_promote(*xs, to_float=to_float, to_bool=to_bool))

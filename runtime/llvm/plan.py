@@ -16,6 +16,7 @@ Three ideas carry the whole backend:
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Union
@@ -771,9 +772,9 @@ class Planner:
         m, n, k = O, N * OH * OW, C * KH * KW
         (ylo, yhi), (xlo, xhi) = p["padding"]
         padded = (N, C, H + ylo + yhi, W + xlo + xhi)
-        probe = ImplicitConv(View(xv.buf, 0, padded, contiguous_strides(padded)), KH, KW, OH, OW,
-                             p["window_strides"][0], p["rhs_dilation"][0], p["rhs_dilation"][1], O)
-        spec = implicit_conv_spec(probe, m, n, k, (wv.offset, wv.strides[0], wv.strides[1]), d)
+        conv = ImplicitConv(xv, KH, KW, OH, OW, p["window_strides"][0], p["rhs_dilation"][0],
+                            p["rhs_dilation"][1], O)
+        spec = implicit_conv_spec(conv, m, n, k, (wv.offset, wv.strides[0], wv.strides[1]), d)
         if spec is None or 2 * m * n * k < self.gemm_min_flops:
             return False
         src = x
@@ -796,10 +797,7 @@ class Planner:
             pg.nests = nests
             pg.out = src
             self.producer[src] = pg
-        sv = self.views[src]
-        conv = ImplicitConv(sv, KH, KW, OH, OW, p["window_strides"][0], p["rhs_dilation"][0],
-                            p["rhs_dilation"][1], O)
-        spec = implicit_conv_spec(conv, m, n, k, (wv.offset, wv.strides[0], wv.strides[1]), d)
+        spec = dataclasses.replace(spec, conv=dataclasses.replace(conv, x=self.views[src]))
         wr = Var(ShapedArray((O, k), d))
         self.views[wr] = wv
         if self.group_of(w) is not None:
