@@ -1101,8 +1101,10 @@ def _argmax_better(cx: Lanes, d: DType, v, i, best, besti):
     return b.or_(gt, b.and_(tie, b.icmp_signed("<", i, besti)))
 
 
-def emit_reduce(kg: KernelGen, g: Group, split: str | None = None, out: View | None = None) -> None:
-    """A reduce group; ``split`` ("kept" / "red") and ``out`` (a partial-result slot) in threaded steps."""
+def emit_reduce(kg: KernelGen, g: Group, split: str | None = None, out: View | None = None,
+                out_value: View | None = None) -> None:
+    """A reduce group; ``split`` ("kept" / "red") and ``out`` (a partial-result slot) in threaded steps
+    (argmax's partial also keeps its best value, in ``out_value``)."""
     e = g.eqns[-1]
     name = e.primitive.name
     x = e.inputs[0]
@@ -1118,7 +1120,7 @@ def emit_reduce(kg: KernelGen, g: Group, split: str | None = None, out: View | N
     if isinstance(x, Var) and x not in fz.members:
         fz.leaf(x)
     Reduction(kg, fz, in_shape, axes, kind, x.aval.dtype, lambda pt, env: fz.value(pt, x, env), out,
-              reverse=bool(e.params.get("reverse", False)), split=split).emit()
+              reverse=bool(e.params.get("reverse", False)), split=split, out_value=out_value).emit()
 
 
 def reduce_kind(e) -> tuple[str, DType]:
@@ -1129,6 +1131,31 @@ def reduce_kind(e) -> tuple[str, DType]:
     kind = {"reduce_sum": "sum", "reduce_prod": "prod", "reduce_max": "max", "reduce_min": "min",
             "argmax": "argmax", "cumsum": "cumsum"}[e.primitive.name]
     return kind, e.inputs[0].aval.dtype
+
+
+def emit_argmax_combine(kg: KernelGen, d: DType, parts, slot: int, values, vslot: int, count: int,
+                        out: View) -> None:
+    """out = the best of ``count`` partial argmaxes (an index in ``parts``, its value in ``values``):
+    the larger value, a NaN over a number, and on a tie the smaller index, as in one pass."""
+    if int(np.prod(out.shape)) == 0:
+        return
+    lin_out = Linear(list(out.strides), out.offset, out.dyn)
+    lin_p = Linear(list(contiguous_strides(out.shape)), 0)
+    dims = coalesce(out.shape, [lin_out, lin_p])
+
+    def body(pt: Point) -> None:
+        cx, b = pt.cx, kg.b
+        best = besti = None
+        for c in range(count):
+            i = kg.load(cx, parts, b.add(pt.bases[1], ir.Constant(I64, c * slot)))
+            v = kg.load(cx, values, b.add(pt.bases[1], ir.Constant(I64, c * vslot)))
+            if best is None:
+                best, besti = v, i
+            else:
+                better = _argmax_better(cx, d, v, i, best, besti)
+                best, besti = b.select(better, v, best), b.select(better, i, besti)
+        kg.store(cx, cx.convert(besti, I64_DT, out.dtype), out.buf, pt.bases[0])
+    kg.walk(dims, [lin_out, lin_p], 1, body)
 
 
 def emit_combine(kg: KernelGen, kind: str, acc_dtype: DType, parts, slot: int, count: int, out: View) -> None:
@@ -1163,8 +1190,10 @@ class Reduction:
     """
 
     def __init__(self, kg, fz: Fused, in_shape, axes, kind, acc_dtype, operand, out: View, reverse=False,
-                 split: str | None = None):
+                 split: str | None = None, out_value: View | None = None):
         self.kg, self.fz, self.in_shape, self.axes = kg, fz, tuple(in_shape), tuple(axes)
+        self.out_value = out_value          # argmax's partial result: its best value goes here too
+        self._best = None
         self.split = split if kg.chunk is not None else None
         self.sk = None                                     # the (coalesced) axis this chunk cuts
         self.kind, self.acc_dtype, self.operand, self.out, self.reverse = kind, acc_dtype, operand, out, reverse
@@ -1282,6 +1311,7 @@ class Reduction:
         value = b.load(self.acc, typ=ty)
         index = b.load(self.acc_i, typ=vec(I64, self.w)) if self.argmax else None
         if cx.W == self.w:
+            self._best = value
             return index if self.argmax else value
         lane = [ir.Constant(I32, i) for i in range(self.w)]
         best = b.extract_element(value, lane[0])
@@ -1294,6 +1324,7 @@ class Reduction:
                 best, besti = b.select(better, v, best), b.select(better, i, besti)
             else:
                 best = self.comb(cx, best, v)
+        self._best = best
         return besti if self.argmax else best
 
     def put(self, pt: Point, value) -> None:
@@ -1302,6 +1333,8 @@ class Reduction:
         k = self.k_out
         self.kg.store(cx, cx.convert(value, src, self.out.dtype), self.out.buf, pt.bases[k],
                       pt.lane_strides[k], pt.mask)
+        if self.out_value is not None:       # (laid out as out: both are contiguous partial slots)
+            self.kg.store(cx, self._best, self.out_value.buf, pt.bases[k], pt.lane_strides[k], pt.mask)
 
     # -- case A: the innermost dimension is reduced ---------------------------------------------
     def over_kept_a(self, ki, bases) -> None:
@@ -1458,11 +1491,21 @@ def emit_threaded(kg: KernelGen, g: Group, k: int) -> None:
     slot = slot_elems(int(np.prod(out.shape)), pd)
     mine = Buf("scratch", parts.index, pd, slot)
     kg.bind_slot(mine, parts, slot * pd.itemsize, kg.chunk)
-    emit("red", full_view(mine, out.shape))
+    if kind == "argmax":                      # the index, and beside it the value it points at
+        values = g.temps["partial_values"]
+        vslot = slot_elems(int(np.prod(out.shape)), values.dtype)
+        my_values = Buf("scratch", values.index, values.dtype, vslot)
+        kg.bind_slot(my_values, values, vslot * values.dtype.itemsize, kg.chunk)
+        emit_reduce(kg, g, "red", full_view(mine, out.shape), full_view(my_values, out.shape))
+    else:
+        emit("red", full_view(mine, out.shape))
     count = kg.nchunks
     kg.end()
     kg.begin(f"group{k}_{g.kind}_combine")
-    emit_combine(kg, kind, acc_dtype, parts, slot, count, out)
+    if kind == "argmax":
+        emit_argmax_combine(kg, acc_dtype, parts, slot, values, vslot, count, out)
+    else:
+        emit_combine(kg, kind, acc_dtype, parts, slot, count, out)
     kg.end()
 
 

@@ -1158,7 +1158,7 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
             if kept >= 4 * threads:
                 decisions.append(("kept", g, _chunks(cost, threads, kept)))
                 total += cost
-            elif e.primitive.name in ("reduce_sum", "reduce_prod", "reduce_max", "reduce_min"):
+            elif e.primitive.name in ("reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "argmax"):
                 decisions.append(("red", g, _chunks(cost, threads, n // kept)))
                 total += cost
         elif g.kind == "dot":
@@ -1206,6 +1206,9 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
             if g.kind == "dot":
                 from .gemm import compute_dtype
                 pd = compute_dtype(e.inputs[0].aval.dtype)
+            elif e.primitive.name == "argmax":    # per chunk the index, and its value beside it
+                pd, vd = to_dtype("i64"), e.inputs[0].aval.dtype
+                g.temps = dict(g.temps, partial_values=Buf("scratch", -1, vd, chunks * slot_elems(_elems(out.shape), vd)))
             else:
                 pd = partial_dtype(e.primitive.name, e.inputs[0].aval.dtype)
             g.temps = dict(g.temps, partials=Buf("scratch", -1, pd, chunks * slot_elems(_elems(out.shape), pd)))

@@ -340,6 +340,33 @@ def test_forced_random_reductions(shape, data):
             llvm.set_num_threads(old)
 
 
+@settings(**SETTINGS)
+@given(st.integers(1, 3000), st.sampled_from([None, 0, 1]), st.sampled_from(["f32", "f64", "i32"]),
+       st.integers(0, 6), st.integers(0, 2**31 - 1))
+def test_forced_argmax_in_partial_results(n, axis, dt, specials, seed):
+    """argmax over reduced axes cut into chunks: each chunk's (value, index), then the best of them,
+    so repeated maxima and NaNs (numpy: the first NaN wins) resolve to the first, as in one pass."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plan_mod, "MIN_STEP_NS", 0)
+        mp.setattr(plan_mod, "MIN_PROGRAM_NS", 0)
+        mp.setattr(plan_mod, "CHUNK_NS", 1)
+        old = llvm.get_num_threads()
+        llvm.set_num_threads(2)
+        llvm.clear_cache()
+        try:
+            rng = np.random.default_rng(seed)
+            x = rng.integers(-3, 4, (2, n)).astype(np.dtype(dt.replace("f", "float").replace("i", "int")))
+            if dt != "i32":                         # few distinct values: ties across chunks; NaNs too
+                x[rng.integers(0, 2, specials), rng.integers(0, n, specials)] = np.nan
+            closed = tj.make_jaxpr(lambda x: cnp.argmax(x, axis=axis))(x)
+            splits = {g["split"] for g in llvm.plan_summary(closed)["groups"]}
+            assert ("red" in splits) if axis != 0 else (splits & {"red", "kept"}), splits   # (axis 0: n kept)
+            assert_same(closed, x)
+            np.testing.assert_array_equal(runtime.compile(closed, "llvm")(x)[0], np.argmax(x, axis=axis))
+        finally:
+            llvm.set_num_threads(old)
+
+
 # ---- concurrency --------------------------------------------------------------------------------
 
 def test_two_python_threads_call_one_kernel(two_threads):
