@@ -1,6 +1,7 @@
 """Threaded native kernels: results equal the interpreter's (and are the same bits whatever the thread
 count), every output element is written by one thread, concurrent callers get right answers, and
 small programs keep the single-threaded kernel."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -315,11 +316,9 @@ def test_im2col_writes_each_entry_once():
     assert checked > 50
 
 
-@settings(**SETTINGS)
-@given(st.lists(st.integers(1, 23), min_size=1, max_size=4), st.data())
-def test_forced_random_reductions(shape, data):
-    """Random shapes and axes: chunk boundaries on vectors, tails and tiles never lose or double
-    an element (integer data, exact)."""
+@contextlib.contextmanager
+def forced_chunks():
+    """Like the ``forced`` fixture, for hypothesis tests (which cannot take function-scoped fixtures)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(plan_mod, "MIN_STEP_NS", 0)
         mp.setattr(plan_mod, "MIN_PROGRAM_NS", 0)
@@ -328,16 +327,25 @@ def test_forced_random_reductions(shape, data):
         llvm.set_num_threads(2)
         llvm.clear_cache()                  # a kernel cached before the thresholds changed is not chunked
         try:
-            axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1)))))
-            perm = data.draw(st.permutations(range(len(shape))))
-            x = np.random.default_rng(len(shape)).integers(-50, 50, shape).astype(np.int64)
-            kind = data.draw(st.sampled_from(["sum", "max", "min"]))
-            red = {"sum": cnp.sum, "max": cnp.max, "min": cnp.min}[kind]
-            closed = tj.make_jaxpr(lambda x: red(cnp.transpose(x * 3 + 1, perm), axis=axes) if axes else
-                                   cnp.transpose(x * 3 + 1, perm))(x)
-            assert_same(closed, x)
+            yield
         finally:
             llvm.set_num_threads(old)
+
+
+@settings(**SETTINGS)
+@given(st.lists(st.integers(1, 23), min_size=1, max_size=4), st.data())
+def test_forced_random_reductions(shape, data):
+    """Random shapes and axes: chunk boundaries on vectors, tails and tiles never lose or double
+    an element (integer data, exact)."""
+    with forced_chunks():
+        axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1)))))
+        perm = data.draw(st.permutations(range(len(shape))))
+        x = np.random.default_rng(len(shape)).integers(-50, 50, shape).astype(np.int64)
+        kind = data.draw(st.sampled_from(["sum", "max", "min"]))
+        red = {"sum": cnp.sum, "max": cnp.max, "min": cnp.min}[kind]
+        closed = tj.make_jaxpr(lambda x: red(cnp.transpose(x * 3 + 1, perm), axis=axes) if axes else
+                               cnp.transpose(x * 3 + 1, perm))(x)
+        assert_same(closed, x)
 
 
 @settings(**SETTINGS)
@@ -346,25 +354,16 @@ def test_forced_random_reductions(shape, data):
 def test_forced_argmax_in_partial_results(n, axis, dt, specials, seed):
     """argmax over reduced axes cut into chunks: each chunk's (value, index), then the best of them,
     so repeated maxima and NaNs (numpy: the first NaN wins) resolve to the first, as in one pass."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plan_mod, "MIN_STEP_NS", 0)
-        mp.setattr(plan_mod, "MIN_PROGRAM_NS", 0)
-        mp.setattr(plan_mod, "CHUNK_NS", 1)
-        old = llvm.get_num_threads()
-        llvm.set_num_threads(2)
-        llvm.clear_cache()
-        try:
-            rng = np.random.default_rng(seed)
-            x = rng.integers(-3, 4, (2, n)).astype(np.dtype(dt.replace("f", "float").replace("i", "int")))
-            if dt != "i32":                         # few distinct values: ties across chunks; NaNs too
-                x[rng.integers(0, 2, specials), rng.integers(0, n, specials)] = np.nan
-            closed = tj.make_jaxpr(lambda x: cnp.argmax(x, axis=axis))(x)
-            splits = {g["split"] for g in llvm.plan_summary(closed)["groups"]}
-            assert ("red" in splits) if axis != 0 else (splits & {"red", "kept"}), splits   # (axis 0: n kept)
-            assert_same(closed, x)
-            np.testing.assert_array_equal(runtime.compile(closed, "llvm")(x)[0], np.argmax(x, axis=axis))
-        finally:
-            llvm.set_num_threads(old)
+    with forced_chunks():
+        rng = np.random.default_rng(seed)
+        x = rng.integers(-3, 4, (2, n)).astype(np.dtype(dt.replace("f", "float").replace("i", "int")))
+        if dt != "i32":                         # few distinct values: ties across chunks; NaNs too
+            x[rng.integers(0, 2, specials), rng.integers(0, n, specials)] = np.nan
+        closed = tj.make_jaxpr(lambda x: cnp.argmax(x, axis=axis))(x)
+        splits = {g["split"] for g in llvm.plan_summary(closed)["groups"]}
+        assert ("red" in splits) if axis != 0 else (splits & {"red", "kept"}), splits   # (axis 0: n kept)
+        assert_same(closed, x)
+        np.testing.assert_array_equal(runtime.compile(closed, "llvm")(x)[0], np.argmax(x, axis=axis))
 
 
 # ---- concurrency --------------------------------------------------------------------------------
