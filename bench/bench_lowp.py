@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 
-from benchutil import best_and_median as best, full_speed_blas  # noqa: E402
+from benchutil import best_and_median as best, full_speed_blas, llvm_threads  # noqa: E402
 
 if __name__ == "__main__":
     full_speed_blas()
@@ -146,12 +146,8 @@ def cnn_rows(batch, repeat):
 def run(quick: bool) -> str:
     """The benchmark as a markdown section (quick: small sizes and few repeats, a smoke run), with
     tracejit's kernels on one thread like every other runner."""
-    threads = llvm.get_num_threads()
-    llvm.set_num_threads(1)
-    try:
+    with llvm_threads(1):
         return _section(quick)
-    finally:
-        llvm.set_num_threads(threads)
 
 
 def _section(quick: bool) -> str:

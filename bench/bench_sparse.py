@@ -22,12 +22,11 @@ import numpy as np  # noqa: E402
 
 import compiler as tj  # noqa: E402
 import runtime  # noqa: E402
-from runtime import llvm  # noqa: E402
 from compiler.passes import prune, sparsify  # noqa: E402
 from runtime.llvm.engine import host  # noqa: E402
 from runtime.llvm.sparse import sparse_spec  # noqa: E402
 
-from benchutil import best_and_median  # noqa: E402
+from benchutil import best_and_median, llvm_threads  # noqa: E402
 
 
 def _best(fn, args, repeat: int) -> float:
@@ -73,12 +72,8 @@ def _case(m: int, k: int, n: int, structure: str, sparsity: float, repeat: int, 
 
 def run(quick: bool = False) -> str:
     """The markdown section, with tracejit's kernels on one thread like BLAS."""
-    threads = llvm.get_num_threads()
-    llvm.set_num_threads(1)
-    try:
+    with llvm_threads(1):
         return _section(quick)
-    finally:
-        llvm.set_num_threads(threads)
 
 
 def _section(quick: bool) -> str:

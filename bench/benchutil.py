@@ -5,6 +5,7 @@ Each script runs as ``python bench/<script>.py`` (this folder is then first on s
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
@@ -31,3 +32,16 @@ def best_and_median(fn, repeat: int) -> tuple[float, float]:
         fn()
         ts.append(time.perf_counter() - t)
     return min(ts), statistics.median(ts)
+
+
+@contextlib.contextmanager
+def llvm_threads(n: int):
+    """tracejit's native kernels on ``n`` threads inside the block (the low-precision and sparse
+    benches compare with one-thread BLAS)."""
+    from runtime import llvm
+    old = llvm.get_num_threads()
+    llvm.set_num_threads(n)
+    try:
+        yield
+    finally:
+        llvm.set_num_threads(old)

@@ -1452,15 +1452,9 @@ def emit_threaded(kg: KernelGen, g: Group, k: int) -> None:
     share a plain step); a reduction cut along kept axes, or into per-chunk partial results that a
     second step combines in order; a GEMM (gemm.emit_gemm_threaded)."""
     from .gemm import emit_dot_as_reduction, emit_gemm_threaded
-    from .plan import Buf, slot_elems
+    from .plan import Buf, slot_elems, step_runs
     if g.kind in ("loop", "seq"):
-        steps: list[list] = []                # nests that may run together: each a step
-        for nest in g.nests:
-            if steps and nest.joins_previous:
-                steps[-1].append(nest)
-            else:
-                steps.append([nest])
-        for nests in steps:
+        for nests in step_runs(g.nests):
             chunks = max(n.chunks for n in nests)
             if chunks == 1:
                 kg.begin(f"group{k}_{g.kind}{len(kg.steps)}")

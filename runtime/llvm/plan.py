@@ -1124,6 +1124,18 @@ def partial_dtype(kind: str, d: DType) -> DType:
     return to_dtype("f32") if d.name in ("f16", "bf16") else d
 
 
+def step_runs(nests: list[Nest]) -> list[list[Nest]]:
+    """A loop group's nests as threaded steps: each nest starts one, unless it may run alongside
+    the ones before it (``joins_previous``)."""
+    runs: list[list[Nest]] = []
+    for nest in nests:
+        if runs and nest.joins_previous:
+            runs[-1].append(nest)
+        else:
+            runs.append([nest])
+    return runs
+
+
 def parallelize(order: list[Group], views: dict, threads: int) -> int:
     """Mark the steps worth running on ``threads`` threads (Nest.chunks, Group.chunks / split) and
     give them their per-thread or per-chunk scratch. Returns the kernel's thread count (1: none)."""
@@ -1131,15 +1143,9 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
     total = 0.0
     for g in order:
         if g.kind in ("loop", "seq"):
-            # nests that may run side by side (joins_previous: im2col's copies, say) share one step,
-            # so their costs add up: many copies too small to cut alone are cut together
-            runs: list[list] = []
-            for nest in g.nests:
-                if runs and nest.joins_previous:
-                    runs[-1].append(nest)
-                else:
-                    runs.append([nest])
-            for run in runs:
+            # nests that may run side by side (im2col's copies, say) share one step, so their costs
+            # add up: many copies too small to cut alone are cut together
+            for run in step_runs(g.nests):
                 cut = [nest for nest in run if not (nest.sequential or nest.indirect)]
                 cost = sum(_elems(nest.shape) * (_BASE_NS + _ops_ns(nest.eqns)) for nest in cut)
                 if cut and cost >= MIN_STEP_NS:

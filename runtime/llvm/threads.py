@@ -42,6 +42,16 @@ _PAUSE_DECL = {"x86_64": "declare void @llvm.x86.sse2.pause()", "amd64": "declar
 
 # Mailbox (one per worker, on its own 128-byte line): gen (futex word), sleeping, state, fn, ctx, tid, n.
 # state: 0 idle, 1 posted, 2 running. The caller cancels a posted job the worker has not taken yet.
+_MAIL_FIELDS = {"genp": 0, "sleepp": 1, "statep": 2, "fnp": 4, "ctxp": 5, "tidp": 6, "np": 7}
+
+
+def _mailbox(maxw: int) -> str:
+    """IR: %mb = worker %slot's mailbox, and a pointer to each of its fields (worker and post)."""
+    lines = [f"  %mb = getelementptr [{maxw} x %Mail], ptr @tj_mail, i64 0, i64 %slot"]
+    lines += [f"  %{name} = getelementptr %Mail, ptr %mb, i64 0, i32 {i}" for name, i in _MAIL_FIELDS.items()]
+    return "\n".join(lines)
+
+
 _IR = r"""
 %Mail = type {{ i32, i32, i32, i32, ptr, ptr, i64, i64, [80 x i8] }}
 
@@ -146,14 +156,7 @@ define ptr @tracejit_worker(ptr %arg) {{
 entry:
   %idx = ptrtoint ptr %arg to i64
   %slot = sub i64 %idx, 1
-  %mb = getelementptr [{maxw} x %Mail], ptr @tj_mail, i64 0, i64 %slot
-  %genp = getelementptr %Mail, ptr %mb, i64 0, i32 0
-  %sleepp = getelementptr %Mail, ptr %mb, i64 0, i32 1
-  %statep = getelementptr %Mail, ptr %mb, i64 0, i32 2
-  %fnp = getelementptr %Mail, ptr %mb, i64 0, i32 4
-  %ctxp = getelementptr %Mail, ptr %mb, i64 0, i32 5
-  %tidp = getelementptr %Mail, ptr %mb, i64 0, i32 6
-  %np = getelementptr %Mail, ptr %mb, i64 0, i32 7
+{mailbox}
   %g0 = load atomic i32, ptr %genp acquire, align 4
   br label %wait
 wait:
@@ -207,14 +210,7 @@ loop:
   br i1 %more, label %body, label %done
 body:
   %slot = sub i64 %t, 1
-  %mb = getelementptr [{maxw} x %Mail], ptr @tj_mail, i64 0, i64 %slot
-  %genp = getelementptr %Mail, ptr %mb, i64 0, i32 0
-  %sleepp = getelementptr %Mail, ptr %mb, i64 0, i32 1
-  %statep = getelementptr %Mail, ptr %mb, i64 0, i32 2
-  %fnp = getelementptr %Mail, ptr %mb, i64 0, i32 4
-  %ctxp = getelementptr %Mail, ptr %mb, i64 0, i32 5
-  %tidp = getelementptr %Mail, ptr %mb, i64 0, i32 6
-  %np = getelementptr %Mail, ptr %mb, i64 0, i32 7
+{mailbox}
   store ptr %fn, ptr %fnp, align 8
   store ptr %ctx, ptr %ctxp, align 8
   store i64 %t, ptr %tidp, align 8
@@ -444,7 +440,7 @@ class Pool:
         arch = platform.machine().lower()
         eng = engine()
         text = _IR.format(maxw=MAX_THREADS - 1, futex=_SYS_FUTEX[arch], pause=_PAUSE[arch],
-                          pause_decl=_PAUSE_DECL[arch])
+                          pause_decl=_PAUSE_DECL[arch], mailbox=_mailbox(MAX_THREADS - 1))
         text = f'target triple = "{eng.host.triple}"\n' + text
         self.libc = ctypes.CDLL(None)
         optimized = eng.optimize(text)
