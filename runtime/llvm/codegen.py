@@ -357,6 +357,13 @@ class KernelGen:
     threaded plan (``plan.threads`` > 1) is a list of *steps*: a plain group function runs whole on
     one thread; a *chunked* step function ``(in..., outs..., scratch, chunk, tid, extra...)`` does
     chunk ``chunk`` of ``nchunks`` of its work (``tid`` picks per-thread scratch). See ``finish``.
+
+    Each group function is a thin always-inlined wrapper with that convention around a *body*
+    ``(p0, p1, ..., [chunk, tid, extra...])`` that takes the addresses of the buffers it touches,
+    in the order it first asks for them (``base_ptr``), rather than reading them off the arguments
+    at fixed arena offsets. Groups that do the same work on different buffers (the GEMMs of a
+    layer stack and of its gradient, the same elementwise step on every layer) then have bodies
+    of the same text, and the module keeps one of each: LLVM's time is spent per distinct body.
     """
 
     def __init__(self, plan: Plan, parent: "KernelGen | None" = None, prefix: str = ""):
@@ -368,8 +375,10 @@ class KernelGen:
             self.module.triple = self.host.triple
             self.module.data_layout = str(engine().opt_machine.target_data)
             self.externals: set[str] = set()
+            self.bodies: dict[str, ir.Function] = {}     # body text (name left out) -> the body kept
         else:                                   # a cond branch: its functions go into the parent's module
-            self.module, self.externals = parent.module, parent.externals
+            self.module, self.externals, self.bodies = parent.module, parent.externals, parent.bodies
+        self.body_of: dict[str, ir.Function] = {}       # group function name -> its body
         self.nargs = len(plan.in_bufs) + len(plan.const_bufs) + len(plan.out_bufs) + 1
         self.parts: list[ir.Function] = []
         self.threads = getattr(plan, "threads", 1) if parent is None else 1
@@ -385,10 +394,16 @@ class KernelGen:
         more i64 arguments after the buffers; ``schedule=False`` leaves scheduling it to the caller
         (``schedule_step``), for a function that runs as several steps with different extra args."""
         chunked = chunks is not None
-        fnty = ir.FunctionType(ir.VoidType(), [PTR] * self.nargs + ([I64] * (2 + extra) if chunked else []))
-        self.fn = ir.Function(self.module, fnty, name=self.prefix + name)
-        for a in self.fn.args[:self.nargs]:
-            a.add_attribute("noalias")
+        ints = [I64] * (2 + extra) if chunked else []
+        self.name = self.prefix + name
+        self.outlined = internal and name != "kernel"     # a group's function: built as a body (see class)
+        if self.outlined:                                  # pointer parameters come as base_ptr asks
+            self.fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), ints), name=self.name + ".body")
+        else:
+            self.fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR] * self.nargs + ints),
+                                  name=self.name)
+            for a in self.fn.args[:self.nargs]:
+                a.add_attribute("noalias")
         self.fn.attributes.add("nounwind")
         if internal:
             self.fn.linkage = "internal"
@@ -398,9 +413,11 @@ class KernelGen:
         self.start = self.fn.append_basic_block("start")
         self.b = ir.IRBuilder(self.start)
         self._ptrs: dict[int, ir.Value] = {}
+        self._params: dict[tuple, list] = {}              # (kind, index) -> [parameter, buffer, bytes]
+        first_int = 0 if self.outlined else self.nargs
         if chunked:
-            self.chunk, self.tid = self.fn.args[self.nargs], self.fn.args[self.nargs + 1]
-            self.extra_args = list(self.fn.args[self.nargs + 2:])
+            self.chunk, self.tid = self.fn.args[first_int], self.fn.args[first_int + 1]
+            self.extra_args = list(self.fn.args[first_int + 2:])
         else:
             self.chunk = self.tid = None
             self.extra_args = []
@@ -416,13 +433,70 @@ class KernelGen:
         self.end()
         self.begin(name, chunks=chunks)
 
-    def end(self) -> None:
+    def end(self) -> ir.Function:
+        """Finish the function begun last; returns what callers call (for a group: its wrapper)."""
         self.b.ret_void()
         self.setup.branch(self.start)
+        if self.outlined:
+            self.fn = self._wrap(self._keep_body())
         if self.fn.name != "kernel":
             self.parts.append(self.fn)
             if self._schedule and self.fn.name not in ("run", "entry"):
                 self.steps.append((self.fn, self.nchunks if self.chunk is not None else None, ()))
+        return self.fn
+
+    def _keep_body(self) -> ir.Function:
+        """Give the body its pointer parameters (noalias where no other one overlaps its bytes) and
+        keep it, unless the module already has a body of the same text: then that one is used."""
+        body, params = self.fn, list(self._params.values())
+        for p, buf, nbytes in params:
+            lo = buf.index
+            if not any(q is not p and qbuf.kind == buf.kind and buf.kind == "scratch"
+                       and qbuf.index < lo + nbytes and lo < qbuf.index + qn for q, qbuf, qn in params):
+                p.add_attribute("noalias")
+        body.args = tuple(p for p, _, _ in params) + body.args
+        body.ftype = ir.FunctionType(ir.VoidType(), [a.type for a in body.args])
+        body.type = body.ftype.as_pointer()
+        head, rest = str(body).split("\n", 1)
+        key = head.replace(body.get_reference(), "@body", 1) + "\n" + rest
+        kept = self.bodies.setdefault(key, body)
+        if kept is not body:
+            del self.module.globals[body.name]
+        return kept
+
+    def _wrap(self, body: ir.Function) -> ir.Function:
+        """The group's function in the kernel's convention: the body's buffer addresses from the
+        arguments (scratch ones at their arena offsets), then the call. Always inlined."""
+        ints = [a.type for a in body.args[len(self._params):]]
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR] * self.nargs + ints), name=self.name)
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        fn.attributes.add("alwaysinline")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        ptrs = [self._arg_ptr(b, fn, buf) for _, buf, _ in self._params.values()]
+        b.call(body, ptrs + list(fn.args[self.nargs:]))
+        b.ret_void()
+        self.body_of[fn.name] = body
+        return fn
+
+    def _arg_ptr(self, b: ir.IRBuilder, fn: ir.Function, buf) -> ir.Value:
+        """A buffer's address in a function of the kernel's convention."""
+        plan = self.plan
+        if buf.kind == "in":
+            return fn.args[buf.index]
+        if buf.kind == "const":
+            return fn.args[len(plan.in_bufs) + buf.index]
+        if buf.kind == "out":
+            return fn.args[len(plan.in_bufs) + len(plan.const_bufs) + buf.index]
+        return b.gep(fn.args[self.nargs - 1], [ir.Constant(I64, buf.index)], source_etype=I8)
+
+    def _param(self, buf) -> ir.Value:
+        """The body's parameter holding ``buf``'s address (one per buffer, made on first use)."""
+        entry = self._params.get((buf.kind, buf.index))
+        if entry is None:
+            entry = self._params[(buf.kind, buf.index)] = [ir.Argument(self.fn, PTR), buf, buf.nbytes]
+        entry[2] = max(entry[2], buf.nbytes)
+        return entry[0]
 
     def schedule_step(self, fn: ir.Function, chunks: int, extra: tuple = ()) -> None:
         self.steps.append((fn, chunks, tuple(extra)))
@@ -450,8 +524,8 @@ class KernelGen:
         """In this function, ``buf`` is slot ``which`` (the chunk or thread id argument) of scratch
         temp ``temp``: slots are ``slot_bytes`` apart."""
         s = self.setup
-        offset = s.add(ir.Constant(I64, temp.index), s.mul(which, ir.Constant(I64, slot_bytes)))
-        self._ptrs[id(buf)] = s.gep(self.fn.args[self.nargs - 1], [offset], source_etype=I8)
+        offset = s.mul(which, ir.Constant(I64, slot_bytes))
+        self._ptrs[id(buf)] = s.gep(self.base_ptr(temp), [offset], source_etype=I8)
 
     # -- module helpers -----------------------------------------------------------------------
     def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -470,15 +544,7 @@ class KernelGen:
         """The address of a buffer's first element (computed once, in the entry block)."""
         p = self._ptrs.get(id(buf))
         if p is None:
-            plan = self.plan
-            if buf.kind == "in":
-                p = self.fn.args[buf.index]
-            elif buf.kind == "const":
-                p = self.fn.args[len(plan.in_bufs) + buf.index]
-            elif buf.kind == "out":
-                p = self.fn.args[len(plan.in_bufs) + len(plan.const_bufs) + buf.index]
-            else:
-                p = self.setup.gep(self.fn.args[self.nargs - 1], [ir.Constant(I64, buf.index)], source_etype=I8)
+            p = self._param(buf) if self.outlined else self._arg_ptr(self.setup, self.fn, buf)
             self._ptrs[id(buf)] = p
         return p
 
@@ -495,9 +561,10 @@ class KernelGen:
         if self.threads > 1:
             kernel = self.finish_threaded()
         else:
-            if len(self.parts) == 1:
-                self.parts[0].attributes.discard("noinline")
-                self.parts[0].attributes.add("alwaysinline")
+            if len(self.parts) == 1 and self.parts[0].name in self.body_of:
+                body = self.body_of[self.parts[0].name]
+                body.attributes.discard("noinline")
+                body.attributes.add("alwaysinline")
             self.begin("kernel", internal=False)
             for part in self.parts:
                 self.b.call(part, list(self.fn.args))

@@ -556,8 +556,7 @@ def emit_gemm_threaded(kg, g, k: int) -> None:
         q1 = b.mul(b.udiv(b.mul(b.add(kg.chunk, c64(1)), panels), c64(b_chunks)), c64(spec.nr))
         q1 = gm.vmin(q1, nc)
         gm.pack_b(b0, pc, jc, kc, nc, q0, q1)
-        packb = kg.fn
-        kg.end()
+        packb = kg.end()
 
         m_panels = -(-spec.m // spec.mr)
         rm = max(1, min(g.chunks, m_panels))
@@ -581,8 +580,7 @@ def emit_gemm_threaded(kg, g, k: int) -> None:
             mc = gm.vmin(c64(spec.mc), b.sub(i1, ic))
             gm.pack_a(a0, ic, pc, kc, mc)
             gm.tiles(c0, ic, mc, jc, j0, j1, kc, first)
-        compute = kg.fn
-        kg.end()
+        compute = kg.end()
         for t in range(batch):
             a0_, b0_, c0_ = gm.static_batch_offsets(t)
             for jc_ in range(0, spec.n, spec.nc):

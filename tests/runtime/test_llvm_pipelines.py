@@ -67,6 +67,43 @@ def test_a_lone_group_is_one_native_function():
     assert len(defined) == 1, defined
 
 
+def test_groups_doing_the_same_work_on_different_buffers_share_one_body():
+    """A layer stack's GEMMs (and its gradient's) differ only in the buffers they use: the module
+    keeps one body per distinct piece of work (KernelGen: the bodies take buffer addresses), and
+    the results are still each layer's own, on one thread and on two."""
+    rng = np.random.default_rng(0)
+    ws = [(rng.standard_normal((96, 96)) / 10).astype(np.float32) for _ in range(6)]
+    x = rng.standard_normal((96, 96)).astype(np.float32)
+
+    def loss(ws, x):
+        for w in ws:
+            x = cnp.tanh(x @ w)
+        return cnp.sum(x * x)
+    closed = tj.make_jaxpr(tj.grad(loss))(ws, x)
+    for threads in (1, 2):
+        text = codegen.generate(llvm._plan(closed, threads)).text
+        defined = [line.split("@")[1].split("(")[0].strip('"') for line in text.splitlines()
+                   if line.startswith("define")]
+        groups = [n for n in defined if n.startswith("group") and not n.endswith(".body")]
+        bodies = [n for n in defined if n.endswith(".body")]
+        assert len(groups) >= 24 and len(bodies) <= len(groups) // 3, (threads, groups, bodies)
+
+    acts = [x]
+    for w in ws:
+        acts.append(np.tanh(acts[-1] @ w))
+    g, want = 2 * acts[-1], [None] * len(ws)
+    for i in reversed(range(len(ws))):
+        g = g * (1 - acts[i + 1] ** 2)
+        want[i] = acts[i].T @ g
+        g = g @ ws[i].T
+    sig = tuple(str(v.aval) for v in closed.jaxpr.invars)
+    consts = llvm.prepare_consts([v.aval for v in closed.jaxpr.constvars], closed.consts)
+    for threads in (1, 2):
+        got = NativeFunction(llvm._build(closed, threads, sig), consts)(*ws, x)
+        for gi, wi in zip(got, want):
+            np.testing.assert_allclose(gi, wi, rtol=2e-3, atol=2e-3 * float(np.abs(wi).max()))
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 300), st.sampled_from(["chain", "softmax", "norm", "cumsum"]), st.integers(0, 2**31 - 1))
 def test_light_and_full_pipelines_agree(n, which, seed):
