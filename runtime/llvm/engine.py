@@ -61,9 +61,11 @@ class _Engine:
 
     def symbol_address(self, name: str) -> int | None:
         if name.startswith("tracejit_"):              # tracejit's own runtimes
-            from . import mathlib, threads
+            from . import gemm, mathlib, threads
             if name in mathlib.RUNTIME_SYMBOLS:       # out-of-line exp/log (mathlib.py)
                 return mathlib.runtime_symbols().get(name)
+            if name.startswith("tracejit_ukernel_"):  # GEMM micro-kernels (gemm.py)
+                return gemm.ukernel_address(name)
             return threads.symbols().get(name)         # the thread pool (threads.py)
         for lib in (self.libmvec, self.libm):
             if lib is not None:

@@ -3,7 +3,8 @@
 The GEMM follows the BLIS layering: B is packed into KC x NR panels and A into MR x KC panels (zero
 padded, converted to the compute type, any strides), then a micro-kernel keeps an MR x NR block of C
 in MR * NR/W vector registers (2 vectors per row: 8 x 32 floats on AVX-512) and does one broadcast
-and two FMAs per row per k. Edge tiles compute in full and store under a mask.
+and two FMAs per row per k. Edge tiles compute in full and store under a mask. The micro-kernel
+is compiled once per process and only named in each program's module (``ukernel_address``).
 
 Everything else (integer dots, matrix-vector, tiny products) is a reduction of a*b over the
 contracting dimensions on the index space (batch, lhs free, contract, rhs free), which vectorizes
@@ -611,20 +612,53 @@ def transpose(b: ir.IRBuilder, rows: list) -> list:
     return rows
 
 
+_UKERNEL_ARGS = [PTR, PTR, PTR, I64, I64, I64, I64, I64, I1]
+_UKERNELS: dict = {}                 # symbol -> address, and "trackers" (they keep the code loaded)
+
+
 def _microkernel(kg, spec: GemmSpec) -> ir.Function:
+    """The micro-kernel for ``spec``'s compute type and register tile, declared as an outside
+    function: it is compiled once per process (``ukernel_address``), not in every GEMM program's
+    module, where it was close to half of a lone matmul's LLVM time."""
+    name = f"tracejit_ukernel_{spec.cd.name}_{spec.mr}x{spec.nr}_v{spec.vw}"
+    return kg.declare(name, ir.VoidType(), _UKERNEL_ARGS)
+
+
+def ukernel_address(name: str) -> int | None:
+    """The address of micro-kernel ``name`` (``tracejit_ukernel_<dtype>_<MR>x<NR>_v<W>``), compiling
+    and linking it on first use."""
+    import re
+    from .mathlib import RuntimeModule
+    if name not in _UKERNELS:
+        m = re.fullmatch(r"tracejit_ukernel_(\w+?)_(\d+)x(\d+)_v(\d+)", name)
+        if m is None:
+            return None
+        holder = RuntimeModule("tracejit_ukernel")
+        _build_microkernel(holder, GemmTile(to_dtype(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))),
+                           name)
+        tracker, addresses = holder.link([name])
+        _UKERNELS[name] = addresses[name]
+        _UKERNELS.setdefault("trackers", []).append(tracker)
+    return _UKERNELS[name]
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    """What a micro-kernel depends on: compute type, register tile MR x NR, vector width."""
+    cd: DType
+    mr: int
+    nr: int
+    vw: int
+
+
+def _build_microkernel(kg, spec: GemmTile, name: str) -> ir.Function:
     """``ukernel(Ap, Bp, C, ldc, ldb, kc, mr, nr, first)``: C[:mr, :nr] (=|+=) Ap^T Bp over kc, B's
-    rows ldb elements apart (NR in a packed panel)."""
-    name = f"ukernel_{spec.cd.name}_{spec.mr}x{spec.nr}"
-    fn = kg.module.globals.get(name)
-    if fn is not None:
-        return fn
+    rows ldb elements apart (NR in a packed panel). ``kg``: the runtime module (mathlib.RuntimeModule)."""
     ety = scalar_type(spec.cd)
     esize = spec.cd.itemsize
     vty = ir.VectorType(ety, spec.vw)
     nv = spec.nr // spec.vw
-    fn = ir.Function(kg.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, I64, I64, I64, I64, I64, I1]),
-                     name=name)
-    fn.linkage = "internal"
+    fn = ir.Function(kg.module, ir.FunctionType(ir.VoidType(), _UKERNEL_ARGS), name=name)
     fn.attributes.add("nounwind")
     ap, bp, cp, ldc, ldb, kc, mr, nr, first = fn.args
     for p in (ap, bp, cp):

@@ -100,11 +100,20 @@ RUNTIME_SYMBOLS = ("tracejit_expf16", "tracejit_logf16")
 _RUNTIME: dict = {}
 
 
-class _RuntimeModule:
-    """Just enough of a KernelGen for the kernels: a module to declare intrinsics in, a builder."""
+class RuntimeModule:
+    """Just enough of a KernelGen for the process-wide kernels (these, gemm's micro-kernels): a
+    module to declare intrinsics in, a builder."""
 
-    def __init__(self, module: ir.Module):
-        self.module, self.b = module, None
+    def __init__(self, name: str):
+        eng = engine()
+        self.module, self.b = ir.Module(name=name), None
+        self.module.triple = eng.host.triple
+        self.module.data_layout = str(eng.opt_machine.target_data)
+
+    def link(self, symbols: list[str]):
+        """Optimize (O3), compile and link the module: (resource tracker, {symbol: address})."""
+        eng = engine()
+        return eng.link(eng.optimize(str(self.module)), [], symbols)
 
     def declare(self, name: str, ret, args):
         fn = self.module.globals.get(name)
@@ -116,17 +125,13 @@ def runtime_symbols() -> dict:
     short loops call them, so each program's module stays small (and quick to compile)."""
     if not _RUNTIME:
         from .codegen import Lanes
-        eng = engine()
-        module = ir.Module(name="tracejit_math")
-        module.triple = eng.host.triple
-        module.data_layout = str(eng.opt_machine.target_data)
-        holder = _RuntimeModule(module)
+        holder = RuntimeModule("tracejit_math")
         for name, kernel in (("exp", own_exp), ("log", own_log)):
-            fn = ir.Function(module, ir.FunctionType(V16, [V16]), name=f"tracejit_{name}f16")
+            fn = ir.Function(holder.module, ir.FunctionType(V16, [V16]), name=f"tracejit_{name}f16")
             fn.attributes.add("nounwind")
             holder.b = ir.IRBuilder(fn.append_basic_block("entry"))
             holder.b.ret(kernel(Lanes(holder, 16), fn.args[0]))
-        tracker, addresses = eng.link(eng.optimize(str(module)), [], list(RUNTIME_SYMBOLS))
+        tracker, addresses = holder.link(list(RUNTIME_SYMBOLS))
         _RUNTIME.update(addresses, tracker=tracker)        # the tracker keeps the code loaded
     return {k: v for k, v in _RUNTIME.items() if k in RUNTIME_SYMBOLS}
 

@@ -104,6 +104,28 @@ def test_groups_doing_the_same_work_on_different_buffers_share_one_body():
             np.testing.assert_allclose(gi, wi, rtol=2e-3, atol=2e-3 * float(np.abs(wi).max()))
 
 
+def test_the_gemm_micro_kernel_is_compiled_once_per_process():
+    """GEMM programs name their micro-kernel rather than define it (it was close to half of a lone
+    matmul's LLVM time); the first link compiles it, and every program after that reuses it."""
+    from runtime.llvm import gemm
+    rng = np.random.default_rng(1)
+    shapes = [((70, 50), (50, 90)), ((128, 33), (33, 64))]
+    names = set()
+    for sa, sb in shapes:
+        a, b = rng.standard_normal(sa).astype(np.float32), rng.standard_normal(sb).astype(np.float32)
+        closed = tj.make_jaxpr(lambda a, b: a @ b)(a, b)
+        text = llvm.llvm_ir(closed)
+        declared = {line.split("@")[1].split("(")[0].strip('"') for line in text.splitlines()
+                    if line.startswith("declare") and "tracejit_ukernel_" in line}
+        assert declared and not any(line.startswith("define") and "ukernel" in line for line in text.splitlines())
+        names |= declared
+        np.testing.assert_allclose(tj.jit(lambda a, b: a @ b)(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    assert len(names) == 1
+    (name,) = names
+    address = gemm._UKERNELS[name]
+    assert gemm.ukernel_address(name) == address
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 300), st.sampled_from(["chain", "softmax", "norm", "cumsum"]), st.integers(0, 2**31 - 1))
 def test_light_and_full_pipelines_agree(n, which, seed):
