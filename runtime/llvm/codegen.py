@@ -8,8 +8,9 @@ depend on what the loop vectorizer decides. Each value read from memory is addre
 strides load a scalar and splat it, anything else gathers.
 
 Register types: f32/f16/bf16 compute in float (f16/bf16 are rounded after every operation, as numpy
-does), f64 in double, integers in their width, bool in i1 (stored as one byte). Partial vectors are
-read and written lane by lane, never with masked loads/stores (see KernelGen.load).
+does), f64 in double, integers in their width, bool in i1 (stored as one byte). A contiguous partial
+vector (a loop's tail) is read with one masked load and written in pieces of 2^k lanes (masked
+stores are slow on this CPU); other partial vectors lane by lane (see KernelGen.load and store).
 """
 from __future__ import annotations
 
@@ -429,7 +430,7 @@ class KernelGen:
     def next_step(self, suffix: str) -> None:
         """End this step function and begin the next one like it (a group run as two steps: all
         chunks of the first are done before any of the second starts)."""
-        name, chunks = self.fn.name[len(self.prefix):] + suffix, self._requested
+        name, chunks = self.name[len(self.prefix):] + suffix, self._requested
         self.end()
         self.begin(name, chunks=chunks)
 
@@ -717,6 +718,11 @@ class KernelGen:
         if stride == 0:
             return cx.from_storage(cx.splat(scalar_at(offset)), d)
         valid = valid_lanes(mask, cx.W)
+        if valid < cx.W and stride == 1 and valid > 1:     # a contiguous tail: one masked load
+            raw = cx.intrinsic("llvm.masked.load", [b.gep(base, [offset], source_etype=sty), ir.Constant(I32, align),
+                                                    tail_mask(valid, cx.W), ir.Constant(vty, None)],
+                               ret=vty, mangle=[vty, PTR])
+            return cx.from_storage(raw, d)
         if valid < cx.W:
             raw = ir.Constant(vty, None)
             for lane in range(valid):
@@ -746,6 +752,19 @@ class KernelGen:
             b.store(raw, b.gep(base, [offset], source_etype=sty), align=align)
             return
         valid = valid_lanes(mask, cx.W)
+        if valid < cx.W and stride == 1:     # a contiguous tail: pieces of 2^k lanes (masked stores are slow)
+            lane = 0
+            while lane < valid:
+                n = 1 << (valid - lane).bit_length() - 1
+                p = b.gep(base, [b.add(offset, ir.Constant(I64, lane))], source_etype=sty)
+                if n == 1:
+                    b.store(b.extract_element(raw, ir.Constant(I32, lane)), p, align=align)
+                else:
+                    piece = b.shuffle_vector(raw, ir.Constant(raw.type, None),
+                                             ir.Constant(ir.VectorType(I32, n), list(range(lane, lane + n))))
+                    b.store(piece, p, align=align)
+                lane += n
+            return
         if valid < cx.W or stride == 0:
             for lane in range(valid if stride != 0 else 1):
                 p = b.gep(base, [self._lane_offset(offset, stride, lane)], source_etype=sty)
@@ -896,6 +915,11 @@ def opaque_alloca(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
     slot = b.alloca(ty)
     slot.type = PTR
     return slot
+
+
+def tail_mask(valid: int, w: int) -> ir.Constant:
+    """The constant mask of a vector's ``valid`` leading lanes."""
+    return ir.Constant(ir.VectorType(I1, w), [1] * valid + [0] * (w - valid))
 
 
 def valid_lanes(mask, w: int) -> int:

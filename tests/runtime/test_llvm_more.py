@@ -250,3 +250,16 @@ def test_conv_packed_from_its_input(conv, seed):
         assert len(gemms) == 1 and gemms[0].gemm.conv is not None
         assert [g.kind for g in plan.groups] == (["loop", "dot"] if padded else ["dot"])
     assert_same(closed, x, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64", "float16", "int8", "int32"])
+def test_vector_tails_read_and_write_exactly_their_lanes(dt):
+    """Every tail length of a vector loop (a masked load, stores in pieces of 2^k lanes): three
+    pieces written side by side into one output, each read from a neighbouring slice of x, come
+    out exactly as numpy's (a tail that wrote past its lanes would clobber the next piece)."""
+    for n in range(1, 40):
+        x = (np.arange(3 * n) % 7 - 3).astype(dt)
+        f = tj.jit(lambda x: cnp.concatenate([x[:n] * 2, x[n:2 * n] + 1, x[2 * n:] - x[:n]]))
+        want = np.concatenate([x[:n] * 2, x[n:2 * n] + 1, x[2 * n:] - x[:n]])
+        got = f(x)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (dt, n, got, want)
