@@ -625,17 +625,22 @@ def _microkernel(kg, spec: GemmSpec) -> ir.Function:
 
 
 def ukernel_address(name: str) -> int | None:
-    """The address of micro-kernel ``name`` (``tracejit_ukernel_<dtype>_<MR>x<NR>_v<W>``), compiling
-    and linking it on first use."""
+    """The address of micro-kernel ``name`` (``tracejit_ukernel_<dtype>_<MR>x<NR>_v<W>``, or the int8
+    ``tracejit_ukernel_vnni_<MR>x<NR>``), compiling and linking it on first use."""
     import re
+    from . import intgemm
     from .mathlib import RuntimeModule
     if name not in _UKERNELS:
-        m = re.fullmatch(r"tracejit_ukernel_(\w+?)_(\d+)x(\d+)_v(\d+)", name)
-        if m is None:
-            return None
         holder = RuntimeModule("tracejit_ukernel")
-        _build_microkernel(holder, GemmTile(to_dtype(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))),
-                           name)
+        m = re.fullmatch(r"tracejit_ukernel_(\w+?)_(\d+)x(\d+)_v(\d+)", name)
+        vnni = re.fullmatch(r"tracejit_ukernel_vnni_(\d+)x(\d+)", name)
+        if vnni is not None and int(vnni.group(2)) == intgemm.NR:
+            intgemm.build_microkernel(holder, int(vnni.group(1)), name)
+        elif m is not None and m.group(1) != "vnni":
+            _build_microkernel(holder, GemmTile(to_dtype(m.group(1)), int(m.group(2)), int(m.group(3)),
+                                                int(m.group(4))), name)
+        else:
+            return None
         tracker, addresses = holder.link([name])
         _UKERNELS[name] = addresses[name]
         _UKERNELS.setdefault("trackers", []).append(tracker)

@@ -214,16 +214,21 @@ def emit_int_gemm(kg, g) -> None:
     for_each_batch(kg, spec.batch, c64(spec.a[0]), c64(spec.b[0]), c64(out.offset), blocks)
 
 
+_UKERNEL_ARGS = [PTR, PTR, PTR, I64, I64, I64, I64, I1]
+
+
 def _microkernel(kg, mr_max: int) -> ir.Function:
-    """``ukernel(Ap, Bp, C, ldc, k4, mr, nr, first)``: C[:mr, :nr] (=|+=) (Ap + 128)^T Bp - 128 colsum."""
-    name = f"ukernel_vnni_{mr_max}x{NR}"
-    fn = kg.module.globals.get(name)
-    if fn is not None:
-        return fn
+    """The VNNI micro-kernel, declared as an outside function: like the float ones (gemm.py), it is
+    compiled once per process (gemm.ukernel_address), not in every program's module."""
+    return kg.declare(f"tracejit_ukernel_vnni_{mr_max}x{NR}", ir.VoidType(), _UKERNEL_ARGS)
+
+
+def build_microkernel(kg, mr_max: int, name: str) -> ir.Function:
+    """``ukernel(Ap, Bp, C, ldc, k4, mr, nr, first)``: C[:mr, :nr] (=|+=) (Ap + 128)^T Bp - 128 colsum.
+    ``kg``: the runtime module (mathlib.RuntimeModule)."""
     vty, bty = ir.VectorType(I32, LANES), ir.VectorType(I8, 4 * LANES)
     nv = NR // LANES
-    fn = ir.Function(kg.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, I64, I64, I64, I64, I1]), name=name)
-    fn.linkage = "internal"
+    fn = ir.Function(kg.module, ir.FunctionType(ir.VoidType(), _UKERNEL_ARGS), name=name)
     fn.attributes.add("nounwind")
     ap, bp, cp, ldc, k4, mr, nr, first = fn.args
     for p in (ap, bp, cp):
