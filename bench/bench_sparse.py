@@ -4,8 +4,8 @@ dense blocked GEMM on the same pruned weight, with numpy BLAS (dense) for refere
     python bench/bench_sparse.py [--quick]
 
 ``run(quick) -> str`` returns the markdown section (bench/RESULTS.md holds the full run). Every
-time is the best of several calls, one thread (the LLVM backend is single-threaded; BLAS is limited
-to one thread with threadpoolctl). Error: max |sparse - dense| / max |dense| against a float64
+time is the best of several calls, one thread (tracejit's kernels limited to one thread, like BLAS
+with threadpoolctl). Error: max |sparse - dense| / max |dense| against a float64
 matmul of the pruned weight.
 """
 from __future__ import annotations

@@ -1561,6 +1561,10 @@ def emit_threaded(kg: KernelGen, g: Group, k: int) -> None:
     if g.kind == "dot" and g.gemm is not None:
         emit_gemm_threaded(kg, g, k)
         return
+    if g.kind == "sparse":
+        from .sparse import emit_sparse_threaded
+        emit_sparse_threaded(kg, g, k)
+        return
     e = g.eqns[-1]
     emit = (lambda split, out=None: emit_dot_as_reduction(kg, g, split, out)) if g.kind == "dot" else \
         (lambda split, out=None: emit_reduce(kg, g, split, out))

@@ -1097,6 +1097,7 @@ _SLOW_OPS = {"exp": 0.35, "log": 0.35, "log1p": 0.4, "expm1": 0.4, "tanh": 0.45,
 _BASE_NS = 0.1                 # per element: loads, stores, loop
 _GFLOPS = {"f32": 90.0, "f64": 45.0}     # the GEMM kernel on one core, GFLOP/s (= flops per ns)
 _INT8_GOPS = 350.0            # the int8 VNNI GEMM on one core (measured: 1024^3 in 5.0 ms), ops per ns
+_SPARSE_GFLOPS = 20.0         # the sparse kernels on one core, per stored weight and row of x
 
 
 def _elems(shape) -> int:
@@ -1198,6 +1199,16 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
                 else:
                     decisions.append(("red", g, _chunks(cost, threads, contracted)))
                 total += cost
+        elif g.kind == "sparse":               # cut into row blocks or column panels (sparse_units)
+            from .engine import host
+            from .sparse import sparse_spec, sparse_units, stored_weights
+            e = g.eqns[0]
+            spec = sparse_spec(e, host().vector_bytes)
+            cost = 2.0 * spec.rows * stored_weights(e) / _SPARSE_GFLOPS
+            units = sparse_units(spec)
+            if cost >= MIN_STEP_NS and units >= 2:
+                decisions.append(("sparse", g, _chunks(cost, threads, units)))
+                total += cost
     if total < MIN_PROGRAM_NS or not decisions:
         return 1
     for how, obj, chunks in decisions:
@@ -1218,6 +1229,13 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
             else:
                 pd = partial_dtype(e.primitive.name, e.inputs[0].aval.dtype)
             g.temps = dict(g.temps, partials=Buf("scratch", -1, pd, chunks * slot_elems(_elems(out.shape), pd)))
+        elif how == "sparse":
+            from .engine import host
+            from .sparse import sparse_spec, sparse_temps
+            spec = sparse_spec(g.eqns[0], host().vector_bytes)
+            if spec.kernel == "perm":           # each thread packs the weights of its panels itself
+                g.temps = dict(g.temps, **{name: Buf("scratch", -1, buf.dtype, threads * slot_elems(buf.size, buf.dtype))
+                                           for name, buf in sparse_temps(spec).items() if name in ("vp", "ip")})
         elif how == "int8 cols":
             from .intgemm import int_gemm_temps
             g.split = "cols"

@@ -13,6 +13,10 @@ Two kernels, both register-blocked and explicitly vectorized:
   an FMA: N/M of the dense FMAs, plus as many permutes (which issue on other ports). The stored
   weights are re-packed per 2W-column panel as values and i32 lane indices (clamped), once per call.
 
+On several threads (plan.parallelize) the kernel is a chunked step between the packing of x and the
+copy out: chunks of row blocks (row-axpy) or of column panels (permute, each thread packing its
+panels' weights into its own buffers); results are the same bits as on one thread.
+
 Every index read from a buffer is clamped (N:M positions to M-1, CSR columns into [0, K), indptr into
 [0, nnz]), so no operand value can make the kernel touch memory outside its buffers.
 """
@@ -112,35 +116,94 @@ def plan_sparse(pl, e: Eqn, i: int) -> None:
 # Code
 # ----------------------------------------------------------------------------------------------
 
-def emit_sparse(kg, g) -> None:
-    from .codegen import emit_nest
+def sparse_units(spec: SparseSpec) -> int:
+    """What a threaded sparse kernel is cut into: row blocks of x (axpy: full blocks of R vectors,
+    then single vectors) or NR-column panels (permute)."""
+    if spec.kernel == "axpy":
+        step = ROW_VECTORS * spec.vw
+        return spec.mp // step + (spec.mp % step) // spec.vw
+    return spec.np_ // spec.nr
+
+
+def stored_weights(e: Eqn) -> int:
+    """How many weights the compressed operand stores (CSR: its capacity)."""
+    return e.inputs[-1].aval.size if parse_format(e.params["format"]) is None else e.inputs[1].aval.size
+
+
+def _phases(kg, g):
+    """(spec, the nests that pack x (and zero what the kernel accumulates into), the nest that
+    copies the result out): the kernel runs between them."""
     from .engine import host
     e = g.eqns[0]
     spec = sparse_spec(e, host().vector_bytes)
     x, out = e.inputs[0], e.outvars[0]
-    lead = x.aval.shape[:-1]
-    lead_strides = contiguous_strides(lead)
+    lead_strides = contiguous_strides(x.aval.shape[:-1])
     zero = Literal(0, ShapedArray((), spec.cd))
+    pro = []
     if spec.kernel == "axpy":
         xt, ot = g.temps["xt"], g.temps["ot"]
         mp = spec.mp
         if mp > spec.rows:
-            emit_nest(kg, Nest((spec.inner, mp - spec.rows), [],
-                               [(zero, View(xt, spec.rows, (spec.inner, mp - spec.rows), (mp, 1)), "store")]))
-        emit_nest(kg, Nest(x.aval.shape, [], [(x, View(xt, 0, x.aval.shape, lead_strides + (mp,)), "store")]))
+            pro.append(Nest((spec.inner, mp - spec.rows), [],
+                            [(zero, View(xt, spec.rows, (spec.inner, mp - spec.rows), (mp, 1)), "store")]))
+        pro.append(Nest(x.aval.shape, [], [(x, View(xt, 0, x.aval.shape, lead_strides + (mp,)), "store")]))
         if spec.transpose:
-            emit_nest(kg, Nest((spec.outer * mp,), [], [(zero, View(ot, 0, (spec.outer * mp,), (1,)), "store")]))
-        _emit_axpy(kg, spec, e, xt, ot)
+            pro.append(Nest((spec.outer * mp,), [], [(zero, View(ot, 0, (spec.outer * mp,), (1,)), "store")]))
         src = View(ot, 0, out.aval.shape, lead_strides + (mp,))
     else:
         xp, op = g.temps["xp"], g.temps["op"]
         if spec.mr > spec.rows or spec.kp > spec.k:
-            emit_nest(kg, Nest((spec.mr * spec.kp,), [], [(zero, View(xp, 0, (spec.mr * spec.kp,), (1,)), "store")]))
-        emit_nest(kg, Nest(x.aval.shape, [], [(x, View(xp, 0, x.aval.shape,
-                                                        tuple(s * spec.kp for s in lead_strides) + (1,)), "store")]))
-        _emit_perm(kg, spec, e, g.temps)
+            pro.append(Nest((spec.mr * spec.kp,), [], [(zero, View(xp, 0, (spec.mr * spec.kp,), (1,)), "store")]))
+        pro.append(Nest(x.aval.shape, [], [(x, View(xp, 0, x.aval.shape,
+                                                    tuple(s * spec.kp for s in lead_strides) + (1,)), "store")]))
         src = View(op, 0, out.aval.shape, tuple(s * spec.np_ for s in lead_strides) + (1,))
-    emit_nest(kg, Nest(out.aval.shape, [], [(src, kg.plan.views[out], "store")]))
+    return spec, pro, Nest(out.aval.shape, [], [(src, kg.plan.views[out], "store")])
+
+
+def emit_sparse(kg, g) -> None:
+    from .codegen import emit_nest
+    spec, pro, epi = _phases(kg, g)
+    for nest in pro:
+        emit_nest(kg, nest)
+    _emit_kernel(kg, g, spec)
+    emit_nest(kg, epi)
+
+
+def emit_sparse_threaded(kg, g, k: int) -> None:
+    """Three chunked steps: pack x, the kernel on this chunk's row blocks or column panels (the
+    permute kernel packing its weights into this thread's own buffers), copy the result out."""
+    from .codegen import emit_nest
+    spec, pro, epi = _phases(kg, g)
+    kg.begin(f"group{k}_sparse_in", chunks=g.chunks)
+    kg.fixed_chunks = len(pro) > 1              # the nests write disjoint parts: one step
+    for nest in pro:
+        emit_nest(kg, nest, split=True)
+    kg.end()
+    kg.begin(f"group{k}_sparse", chunks=g.chunks)
+    units = sparse_units(spec)
+    kg.use_chunks(units)
+    _emit_kernel(kg, g, spec, kg.part(units))
+    kg.end()
+    kg.begin(f"group{k}_sparse_out", chunks=g.chunks)
+    emit_nest(kg, epi, split=True)
+    kg.end()
+
+
+def _emit_kernel(kg, g, spec: SparseSpec, units=None) -> None:
+    """The kernel, on units [start, end) of sparse_units (i64 values; default all)."""
+    e = g.eqns[0]
+    if spec.kernel == "axpy":
+        _emit_axpy(kg, spec, e, g.temps["xt"], g.temps["ot"], units)
+        return
+    temps = dict(g.temps)
+    if units is not None:                       # this thread's own packed weights
+        from .plan import slot_elems
+        for name, one in sparse_temps(spec).items():
+            if name in ("vp", "ip"):
+                mine = Buf("scratch", -1, one.dtype, one.size)
+                kg.bind_slot(mine, temps[name], slot_elems(one.size, one.dtype) * one.dtype.itemsize, kg.tid)
+                temps[name] = mine
+    _emit_perm(kg, spec, e, temps, units)
 
 
 def _c(v: int) -> ir.Constant:
@@ -188,7 +251,7 @@ class _Entries:
                 body(b.add(b.mul(grp, _c(mm)), pos), self.load(values, off))
 
 
-def _emit_axpy(kg, spec: SparseSpec, e: Eqn, xt: Buf, ot: Buf) -> None:
+def _emit_axpy(kg, spec: SparseSpec, e: Eqn, xt: Buf, ot: Buf, units=None) -> None:
     from .codegen import counted_loop, opaque_alloca, scalar_type
     b = kg.b
     W, mp = spec.vw, spec.mp
@@ -236,6 +299,19 @@ def _emit_axpy(kg, spec: SparseSpec, e: Eqn, xt: Buf, ot: Buf) -> None:
         return
     step = ROW_VECTORS * W
     full = mp // step * step
+    if units is not None:                       # units [start, end): full blocks, then single vectors
+        start, end = units
+        nfull = full // step
+        sel = lambda c, x, y: b.select(c, x, y)  # noqa: E731
+        if full:
+            hi = sel(b.icmp_signed("<", end, _c(nfull)), end, _c(nfull))
+            with counted_loop(b, hi, start=start) as u:
+                block(b.mul(u, _c(step)), ROW_VECTORS)
+        if full < mp:
+            lo = sel(b.icmp_signed(">", start, _c(nfull)), start, _c(nfull))
+            with counted_loop(b, end, start=lo) as u:
+                block(b.add(_c(full), b.mul(b.sub(u, _c(nfull)), _c(W))), 1)
+        return
     if full:
         with counted_loop(b, full, step=step) as m0:
             block(m0, ROW_VECTORS)
@@ -244,8 +320,9 @@ def _emit_axpy(kg, spec: SparseSpec, e: Eqn, xt: Buf, ot: Buf) -> None:
             block(m0, 1)
 
 
-def _emit_perm(kg, spec: SparseSpec, e: Eqn, temps: dict) -> None:
-    """Panels of NR = 2W columns: pack values and lane indices, then MR x NR micro-tiles."""
+def _emit_perm(kg, spec: SparseSpec, e: Eqn, temps: dict, units=None) -> None:
+    """Panels of NR = 2W columns (``units``: panels [start, end), default all): pack values and lane
+    indices, then MR x NR micro-tiles."""
     from .codegen import I32, I64, counted_loop, opaque_alloca, scalar_type
     b = kg.b
     W, NR, MR = spec.vw, spec.nr, PERM_ROWS
@@ -273,7 +350,8 @@ def _emit_perm(kg, spec: SparseSpec, e: Eqn, temps: dict) -> None:
     chunks = spec.kp // W
     accs = [[opaque_alloca(kg.setup, vty) for _ in range(2)] for _ in range(MR)]
 
-    with counted_loop(b, spec.np_, step=NR) as jc:
+    j0, j1 = (0, spec.np_) if units is None else (b.mul(units[0], _c(NR)), b.mul(units[1], _c(NR)))
+    with counted_loop(b, j1, start=j0, step=NR) as jc:
         # pack: vp[q][c], ip[q][c] for the panel's columns (0 past the last column or stored row);
         # whole panels in vectors, the last partial one element by element
         def lane_base(q):

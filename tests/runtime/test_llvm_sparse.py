@@ -119,3 +119,32 @@ def test_jit_with_the_sparsify_pass():
     jf = tj.jit(lambda x: tj.numpy.maximum(x @ w, 0.0), backend="llvm", passes=("simplify", "sparsify", "dce"))
     assert "sparse_dot" in [e.primitive.name for e in jf.lower(x).closed.eqns]
     np.testing.assert_allclose(jf(x), np.maximum(x @ w, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("structure,transpose", [("2:4", False), ("unstructured", False), ("2:4", True),
+                                                 ("unstructured", True)])
+def test_threaded_kernels_match_one_thread_bit_for_bit(structure, transpose):
+    """A large sparse_dot is cut into chunks of row blocks (row-axpy) or column panels (permute, each
+    thread packing its own weights) on two threads; the result is the one-thread kernel's bit for
+    bit, and numpy's to rounding. transpose: the gradient w.r.t. x (sparse_dot with transpose=True)."""
+    from runtime.llvm import _build, prepare_consts
+    from runtime.llvm.abi import NativeFunction
+    rng = np.random.default_rng(11)
+    dense, x, w = _program(rng, (200,), 512, 384, np.float32, structure, 0.8)
+    sparse = sparsify(dense, format="2:4" if structure == "2:4" else "csr", min_sparsity=0.0)
+    if transpose:
+        t = rng.standard_normal((200, 384)).astype(np.float32)
+        f = tj.jaxpr_as_fun(sparse)
+        sparse = tj.make_jaxpr(tj.grad(lambda x: tj.numpy.sum(f(x)[0] * t)))(x)
+        want = t @ w.T
+    else:
+        want = x @ w
+        assert _kernels(sparse) == ["perm" if structure == "2:4" and host().vector_bytes == 64 else "axpy"]
+    assert transpose in [e.params["transpose"] for e in sparse.eqns if e.primitive.name == "sparse_dot"]
+    groups = [g for g in plan_summary(sparse, threads=2)["groups"] if g["kind"] == "sparse"]
+    assert groups and all(g["split"] == "sparse" and g["chunks"] >= 2 for g in groups)
+    sig = tuple(str(v.aval) for v in sparse.jaxpr.invars)
+    consts = prepare_consts([v.aval for v in sparse.jaxpr.constvars], sparse.consts)
+    one, two = (NativeFunction(_build(sparse, threads, sig), consts)(x)[0] for threads in (1, 2))
+    assert one.tobytes() == two.tobytes()
+    np.testing.assert_allclose(two, want, rtol=1e-4, atol=1e-3)
