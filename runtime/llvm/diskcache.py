@@ -2,8 +2,8 @@
 
 Off unless ``TRACEJIT_CACHE_DIR`` is set (or ``set_cache_dir(path)`` is called). Each entry is the
 kernel's relocatable object code plus a small JSON record; the key hashes everything the machine code
-depends on: the program text and input signature, the codegen settings, the host CPU and features,
-and the llvmlite/LLVM and cache-format versions. Loading code is loading executable bytes, so an
+depends on: the program text and input signature, the codegen settings and source, the host CPU and
+features, and the llvmlite/LLVM and cache-format versions. Loading code is loading executable bytes, so an
 entry is used only when its recorded SHA-256 matches the object file; anything unreadable, truncated
 or mismatched is ignored (and removed) and the kernel is compiled afresh. Writes go to a temporary
 file and are renamed into place, so concurrent processes never see half an entry. The directory is
@@ -53,9 +53,22 @@ def info() -> dict:
             "writes": _state["writes"], "max_entries": _state["max_entries"]}
 
 
+def codegen_digest() -> str:
+    """A digest of the backend's own source (runtime/llvm/*.py), part of every key: an object made by
+    another version of the code generator (which may call the process-wide micro-kernels or the
+    thread pool differently) is never linked."""
+    if "codegen" not in _state:
+        h = hashlib.sha256()
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        _state["codegen"] = h.hexdigest()
+    return _state["codegen"]
+
+
 def make_key(*parts: str) -> str:
-    """A hex digest over the cache format and every part (program, signature, host, versions)."""
-    h = hashlib.sha256(f"tracejit-kernel-v{FORMAT}".encode())
+    """A hex digest over the cache format, the code generator's source and every part (program,
+    signature, host, versions)."""
+    h = hashlib.sha256(f"tracejit-kernel-v{FORMAT}-{codegen_digest()}".encode())
     for p in parts:
         data = p.encode()
         h.update(len(data).to_bytes(8, "little"))

@@ -157,3 +157,16 @@ def test_key_depends_on_the_math_kernels(cache_in):
     finally:
         mathlib.OWN_KERNELS = saved
     assert len(list(cache_in.glob("*/*.json"))) == 2
+
+
+def test_key_depends_on_the_code_generators_source(cache_in, monkeypatch):
+    """An object made by another version of the backend (another digest of runtime/llvm's source)
+    is never linked: it may call the process-wide micro-kernels or the thread pool differently."""
+    closed = tj.make_jaxpr(lambda x: x * 5.0 - 2.0)(np.ones(6, np.float32))
+    assert runtime.compile(closed, "llvm").kernel.seconds["disk_cache_hit"] is False
+    llvm.clear_cache()
+    monkeypatch.setitem(diskcache._state, "codegen", "0" * 64)            # as if the backend had changed
+    fn = runtime.compile(closed, "llvm")
+    assert fn.kernel.seconds["disk_cache_hit"] is False
+    np.testing.assert_array_equal(fn(np.ones(6, np.float32))[0], np.full(6, 3.0, np.float32))
+    assert len(list(cache_in.glob("*/*.json"))) == 2
