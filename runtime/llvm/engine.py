@@ -85,8 +85,8 @@ class _Engine:
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
         pto.slp_vectorization = True
-        # No loop unrolling: the loops are vectorized (and the GEMM micro-kernel unrolled) by codegen
-        # already. LLVM's full unrolling of short constant loops (a pad's rows, a pooling window)
+        # No loop unrolling: the loops are vectorized (and the GEMM micro-kernel register-blocked) by
+        # codegen already. LLVM's full unrolling of short constant loops (a pad's rows, a pooling window)
         # made basic blocks of thousands of instructions, and its instruction schedulers are
         # quadratic in those: the MNIST CNN's training step took 6 s to compile, now 1.2 s; run
         # times moved by at most 2% (bench/RESULTS.md).

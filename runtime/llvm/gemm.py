@@ -631,12 +631,13 @@ def ukernel_address(name: str) -> int | None:
     from . import intgemm
     from .mathlib import RuntimeModule
     if name not in _UKERNELS:
-        holder = RuntimeModule("tracejit_ukernel")
         m = re.fullmatch(r"tracejit_ukernel_(\w+?)_(\d+)x(\d+)_v(\d+)", name)
         vnni = re.fullmatch(r"tracejit_ukernel_vnni_(\d+)x(\d+)", name)
         if vnni is not None and int(vnni.group(2)) == intgemm.NR:
+            holder = RuntimeModule("tracejit_ukernel")
             intgemm.build_microkernel(holder, int(vnni.group(1)), name)
         elif m is not None and m.group(1) != "vnni":
+            holder = RuntimeModule("tracejit_ukernel")
             _build_microkernel(holder, GemmTile(to_dtype(m.group(1)), int(m.group(2)), int(m.group(3)),
                                                 int(m.group(4))), name)
         else:

@@ -170,15 +170,15 @@ def emit_sparse(kg, g) -> None:
 
 
 def emit_sparse_threaded(kg, g, k: int) -> None:
-    """Three chunked steps: pack x, the kernel on this chunk's row blocks or column panels (the
-    permute kernel packing its weights into this thread's own buffers), copy the result out."""
+    """Chunked steps: pack x (each nest a step of its own: the permute kernel's zero fill covers
+    what the copy then writes), the kernel on this chunk's row blocks or column panels (the permute
+    kernel packing its weights into this thread's own buffers), copy the result out."""
     from .codegen import emit_nest
     spec, pro, epi = _phases(kg, g)
-    kg.begin(f"group{k}_sparse_in", chunks=g.chunks)
-    kg.fixed_chunks = len(pro) > 1              # the nests write disjoint parts: one step
-    for nest in pro:
+    for j, nest in enumerate(pro):
+        kg.begin(f"group{k}_sparse_in{j}", chunks=g.chunks)
         emit_nest(kg, nest, split=True)
-    kg.end()
+        kg.end()
     kg.begin(f"group{k}_sparse", chunks=g.chunks)
     units = sparse_units(spec)
     kg.use_chunks(units)

@@ -121,19 +121,21 @@ def test_jit_with_the_sparsify_pass():
     np.testing.assert_allclose(jf(x), np.maximum(x @ w, 0), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("structure,transpose", [("2:4", False), ("unstructured", False), ("2:4", True),
-                                                 ("unstructured", True)])
-def test_threaded_kernels_match_one_thread_bit_for_bit(structure, transpose):
+@pytest.mark.parametrize("structure,transpose,rows,k", [("2:4", False, 200, 512), ("2:4", False, 203, 500),
+                                                        ("unstructured", False, 203, 512), ("2:4", True, 200, 512),
+                                                        ("unstructured", True, 203, 500)])
+def test_threaded_kernels_match_one_thread_bit_for_bit(structure, transpose, rows, k):
     """A large sparse_dot is cut into chunks of row blocks (row-axpy) or column panels (permute, each
     thread packing its own weights) on two threads; the result is the one-thread kernel's bit for
-    bit, and numpy's to rounding. transpose: the gradient w.r.t. x (sparse_dot with transpose=True)."""
+    bit, and numpy's to rounding. transpose: the gradient w.r.t. x (sparse_dot with transpose=True);
+    rows and k off the vector width: x's packed copy is zero padded first."""
     from runtime.llvm import _build, prepare_consts
     from runtime.llvm.abi import NativeFunction
     rng = np.random.default_rng(11)
-    dense, x, w = _program(rng, (200,), 512, 384, np.float32, structure, 0.8)
+    dense, x, w = _program(rng, (rows,), k, 384, np.float32, structure, 0.8)
     sparse = sparsify(dense, format="2:4" if structure == "2:4" else "csr", min_sparsity=0.0)
     if transpose:
-        t = rng.standard_normal((200, 384)).astype(np.float32)
+        t = rng.standard_normal((rows, 384)).astype(np.float32)
         f = tj.jaxpr_as_fun(sparse)
         sparse = tj.make_jaxpr(tj.grad(lambda x: tj.numpy.sum(f(x)[0] * t)))(x)
         want = t @ w.T
