@@ -450,10 +450,10 @@ class KernelGen:
         """Give the body its pointer parameters (noalias where no other one overlaps its bytes) and
         keep it, unless the module already has a body of the same text: then that one is used."""
         body, params = self.fn, list(self._params.values())
+        scratch = [(p, buf.index, buf.index + nbytes) for p, buf, nbytes in params if buf.kind == "scratch"]
         for p, buf, nbytes in params:
-            lo = buf.index
-            if not any(q is not p and qbuf.kind == buf.kind and buf.kind == "scratch"
-                       and qbuf.index < lo + nbytes and lo < qbuf.index + qn for q, qbuf, qn in params):
+            lo, hi = buf.index, buf.index + nbytes
+            if buf.kind != "scratch" or not any(q is not p and qlo < hi and lo < qhi for q, qlo, qhi in scratch):
                 p.add_attribute("noalias")
         body.args = tuple(p for p, _, _ in params) + body.args
         body.ftype = ir.FunctionType(ir.VoidType(), [a.type for a in body.args])

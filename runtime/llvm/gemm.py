@@ -613,7 +613,8 @@ def transpose(b: ir.IRBuilder, rows: list) -> list:
 
 
 _UKERNEL_ARGS = [PTR, PTR, PTR, I64, I64, I64, I64, I64, I1]
-_UKERNELS: dict = {}                 # symbol -> address, and "trackers" (they keep the code loaded)
+_UKERNELS: dict[str, int] = {}       # symbol -> address of the compiled micro-kernel
+_UKERNEL_TRACKERS: list = []         # their resource trackers, which keep the code loaded
 
 
 def _microkernel(kg, spec: GemmSpec) -> ir.Function:
@@ -644,7 +645,7 @@ def ukernel_address(name: str) -> int | None:
             return None
         tracker, addresses = holder.link([name])
         _UKERNELS[name] = addresses[name]
-        _UKERNELS.setdefault("trackers", []).append(tracker)
+        _UKERNEL_TRACKERS.append(tracker)
     return _UKERNELS[name]
 
 

@@ -1120,6 +1120,11 @@ def slot_elems(count: int, dtype: DType) -> int:
     return max(per_line, -(-count // per_line) * per_line)
 
 
+def slots(copies: int, count: int, dtype: DType) -> Buf:
+    """A scratch temp of ``copies`` slots of ``count`` elements each (one per thread or chunk)."""
+    return Buf("scratch", -1, dtype, copies * slot_elems(count, dtype))
+
+
 def partial_dtype(kind: str, d: DType) -> DType:
     """What a partial result of a reduction is kept in: the accumulator's register type."""
     return to_dtype("f32") if d.name in ("f16", "bf16") else d
@@ -1225,31 +1230,30 @@ def parallelize(order: list[Group], views: dict, threads: int) -> int:
                 pd = compute_dtype(e.inputs[0].aval.dtype)
             elif e.primitive.name == "argmax":    # per chunk the index, and its value beside it
                 pd, vd = to_dtype("i64"), e.inputs[0].aval.dtype
-                g.temps = dict(g.temps, partial_values=Buf("scratch", -1, vd, chunks * slot_elems(_elems(out.shape), vd)))
+                g.temps = dict(g.temps, partial_values=slots(chunks, _elems(out.shape), vd))
             else:
                 pd = partial_dtype(e.primitive.name, e.inputs[0].aval.dtype)
-            g.temps = dict(g.temps, partials=Buf("scratch", -1, pd, chunks * slot_elems(_elems(out.shape), pd)))
+            g.temps = dict(g.temps, partials=slots(chunks, _elems(out.shape), pd))
         elif how == "sparse":
             from .engine import host
             from .sparse import sparse_spec, sparse_temps
             spec = sparse_spec(g.eqns[0], host().vector_bytes)
             if spec.kernel == "perm":           # each thread packs the weights of its panels itself
-                g.temps = dict(g.temps, **{name: Buf("scratch", -1, buf.dtype, threads * slot_elems(buf.size, buf.dtype))
+                g.temps = dict(g.temps, **{name: slots(threads, buf.size, buf.dtype)
                                            for name, buf in sparse_temps(spec).items() if name in ("vp", "ip")})
         elif how == "int8 cols":
             from .intgemm import int_gemm_temps
             g.split = "cols"
-            g.temps = {name: Buf("scratch", -1, buf.dtype, threads * slot_elems(buf.size, buf.dtype))
-                       for name, buf in int_gemm_temps(g.gemm).items()}
+            g.temps = {name: slots(threads, buf.size, buf.dtype) for name, buf in int_gemm_temps(g.gemm).items()}
         elif how in GEMM_SPLITS:
             spec = g.gemm
             temps = dict(g.temps)
-            temps["pack_a"] = Buf("scratch", -1, spec.cd, threads * slot_elems(spec.mc * spec.kc, spec.cd))
+            temps["pack_a"] = slots(threads, spec.mc * spec.kc, spec.cd)
             if how != "tiles":                  # tiles share one packed B block; the others pack their own
-                temps["pack_b"] = Buf("scratch", -1, spec.cd, threads * slot_elems(spec.kc * spec.nc, spec.cd))
+                temps["pack_b"] = slots(threads, spec.kc * spec.nc, spec.cd)
             if how == "ksplit":                 # a partial product per chunk, summed in chunk order
                 size = spec.m * spec.n * _elems([s for s, *_ in spec.batch])
-                temps["partials"] = Buf("scratch", -1, spec.cd, chunks * slot_elems(size, spec.cd))
+                temps["partials"] = slots(chunks, size, spec.cd)
             g.temps = temps
     return threads
 
